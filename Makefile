@@ -1,0 +1,35 @@
+# Two entry points (see README): `make demo` and `make test`. Each sets up .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DB ?= $(CURDIR)/.demo.sqlite3
+
+.PHONY: demo test lint pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
+	touch $(STAMP)
+
+## The reference project on the embedded default: no Redis, methods run in the same process.
+demo: $(STAMP)
+	DJANGO_DB_PATH=$(DEMO_DB) $(BIN)/python -m django migrate --settings=workers.settings --verbosity 0
+	@echo "JSON-RPC endpoint: ws://127.0.0.1:8000/ws/rpc/"
+	DJANGO_DB_PATH=$(DEMO_DB) DJANGO_SETTINGS_MODULE=workers.settings \
+		$(BIN)/daphne -b 127.0.0.1 -p 8000 workers.asgi:application
+
+## Everything CI runs: lint, types, import contracts, the whole test suite.
+test: $(STAMP) lint pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check channels_rpc workers tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache $(DEMO_DB)

@@ -1,0 +1,161 @@
+"""Settings: the ``CHANNELS_RPC`` dict, read once, checked, and re-read when tests change it.
+
+    CHANNELS_RPC = {
+        # size limits (channels-rpc 1.0.1 keys; MAX_BATCH_SIZE is new)
+        "MAX_MESSAGE_SIZE": 512 * 1024,   # bytes of UTF-8; below daphne's 1 MiB frame cap
+        "MAX_ARRAY_LENGTH": 10_000,
+        "MAX_STRING_LENGTH": 1024 * 1024,
+        "MAX_NESTING_DEPTH": 20,
+        "MAX_METHOD_NAME_LENGTH": 256,
+        "MAX_BATCH_SIZE": 100,
+        # logging and error detail (channels-rpc 1.0.1 keys)
+        "LOG_RPC_PARAMS": False,          # log params of each call at DEBUG
+        "SANITIZE_ERRORS": True,          # False: error responses carry the exception type and text
+        # dispatch
+        "EXECUTION": "auto",              # "auto", "inline" or "workers" (see below)
+        "DEFAULT_QUEUE": "rpc.default",
+        "DEFAULT_TIMEOUT": 300.0,         # seconds; per-method timeout= overrides; 0: no limit
+        "MAX_IN_FLIGHT": 64,              # pending calls per connection, then SERVER_BUSY
+        "REPLY_GRACE": 1.0,               # seconds the front-end waits past a timeout for a reply
+        "CHANNEL_LAYER": "default",       # alias in CHANNEL_LAYERS
+        # workers
+        "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
+        "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
+    }
+
+``EXECUTION``: "inline" runs the worker loop inside the front-end process; "workers" leaves the
+queues to ``manage.py rpcworker`` processes; "auto" (the default) is "inline" with the in-memory
+channel layer, which cannot cross processes, and "workers" with any other layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Final
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from channels_rpc.protocol import RpcLimits
+
+__all__ = ["RpcConfig", "RpcLimits", "get_config", "reset_config"]
+
+SETTING: Final = "CHANNELS_RPC"
+_EXECUTION_MODES: Final = ("auto", "inline", "workers")
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    limits: RpcLimits = field(default_factory=RpcLimits)
+    log_rpc_params: bool = False
+    sanitize_errors: bool = True
+    execution: str = "auto"
+    default_queue: str = "rpc.default"
+    default_timeout: float = 300.0
+    max_in_flight: int = 64
+    reply_grace: float = 1.0
+    channel_layer: str = "default"
+    worker_concurrency: int = 32
+    shutdown_grace: float = 10.0
+
+    @classmethod
+    def from_settings(cls) -> RpcConfig:
+        raw = getattr(settings, SETTING, None) or {}
+        if not isinstance(raw, dict):
+            raise ImproperlyConfigured(f"{SETTING} must be a dict, got {type(raw).__name__}.")
+        return _build(raw)
+
+    def timeout_for(self, method_timeout: float | None) -> float | None:
+        """The effective timeout in seconds; None when there is no limit."""
+        timeout = self.default_timeout if method_timeout is None else method_timeout
+        return timeout if timeout > 0 else None
+
+
+_LIMIT_KEYS: Final = {f.name.upper(): f.name for f in fields(RpcLimits)}
+_CONFIG_KEYS: Final = {f.name.upper(): f.name for f in fields(RpcConfig) if f.name != "limits"}
+
+
+def _build(raw: dict[str, Any]) -> RpcConfig:
+    unknown = sorted(set(raw) - set(_LIMIT_KEYS) - set(_CONFIG_KEYS))
+    if unknown:
+        known = ", ".join(sorted({*_LIMIT_KEYS, *_CONFIG_KEYS}))
+        raise ImproperlyConfigured(f"Unknown {SETTING} keys {unknown}; known keys: {known}.")
+    limits = RpcLimits(
+        **{name: _positive_int(key, raw[key]) for key, name in _LIMIT_KEYS.items() if key in raw}
+    )
+    values: dict[str, Any] = {}
+    for key, name in _CONFIG_KEYS.items():
+        if key in raw:
+            values[name] = _CHECKS[name](key, raw[key])
+    return RpcConfig(limits=limits, **values)
+
+
+def _positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be a positive integer, got {value!r}.")
+    return value
+
+
+def _seconds(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be seconds >= 0, got {value!r}.")
+    return float(value)
+
+
+def _flag(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be True or False, got {value!r}.")
+    return value
+
+
+def _name(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be a non-empty string, got {value!r}.")
+    return value
+
+
+def _execution(key: str, value: Any) -> str:
+    if value not in _EXECUTION_MODES:
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be one of {_EXECUTION_MODES}, got {value!r}."
+        )
+    return str(value)
+
+
+_CHECKS: Final = {
+    "log_rpc_params": _flag,
+    "sanitize_errors": _flag,
+    "execution": _execution,
+    "default_queue": _name,
+    "default_timeout": _seconds,
+    "max_in_flight": _positive_int,
+    "reply_grace": _seconds,
+    "channel_layer": _name,
+    "worker_concurrency": _positive_int,
+    "shutdown_grace": _seconds,
+}
+
+_cached: RpcConfig | None = None
+
+
+def get_config() -> RpcConfig:
+    """The current configuration, read from settings on first use."""
+    global _cached
+    if _cached is None:
+        _cached = RpcConfig.from_settings()
+    return _cached
+
+
+def reset_config() -> None:
+    """Forget the cached configuration (done automatically when ``CHANNELS_RPC`` changes)."""
+    global _cached
+    _cached = None
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTING:
+        reset_config()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="channels_rpc.config")

@@ -1,0 +1,533 @@
+"""The front-end: a WebSocket consumer that validates, enqueues and answers, and never runs methods.
+
+For every frame: parse and validate (:mod:`~channels_rpc.protocol`), resolve the method and bind
+its params (:mod:`~channels_rpc.registry`), then put an ``rpc.request`` on the method's queue with
+this consumer's channel as the reply address, and remember the call with a deadline
+(:mod:`~channels_rpc.pending`). Answers come back as ``rpc.response`` messages and are written as
+they arrive, in any order. Whatever happens to the worker, every call is answered by its
+deadline: if no reply came by then, the front-end answers with ``DEADLINE_EXCEEDED`` itself.
+
+Everything that can be decided here is: unknown methods, denied permissions, wrong params and
+protocol errors are answered without a worker hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import InMemoryChannelLayer
+from django.core.exceptions import ImproperlyConfigured
+
+from channels_rpc import embedded, registry, signals
+from channels_rpc.config import RpcConfig, get_config
+from channels_rpc.envelope import VERSION, Call, notification_frame
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
+from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
+from channels_rpc.protocol import (
+    Rejection,
+    Request,
+    encode_error,
+    encode_id,
+    error_frame,
+    parse,
+    validate,
+)
+from channels_rpc.registry import MethodInfo, MethodSpec
+
+__all__ = ["AsyncJsonRpcWebsocketConsumer"]
+
+logger = logging.getLogger("channels_rpc")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """JSON-RPC 2.0 over a WebSocket; methods run in worker processes (or inline, see settings).
+
+    Register module-level functions with ``@MyConsumer.rpc_method()`` and
+    ``@MyConsumer.rpc_notification()``. Override ``connect()`` to authenticate before
+    ``accept()``, as with any Channels consumer.
+    """
+
+    #: Encodes method results (in the process that runs them); None: Django's JSON encoder.
+    json_encoder_class: ClassVar[type[json.JSONEncoder] | None] = None
+    #: Objects with ``process_request(data, consumer)`` / ``process_response(response, consumer)``.
+    middleware: ClassVar[Sequence[Any] | None] = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending = PendingCalls(get_config().max_in_flight)
+        self._portable: dict[str, Any] | None = None
+        self._connected_at = time.monotonic()
+        self._accepted = False
+        # asyncio holds tasks weakly; deadline answers are written from tasks kept here.
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ----------------------------------------------------------------------------------------
+    # Registration and introspection (the API of channels-rpc 1.0.1)
+
+    @classmethod
+    def rpc_method(
+        cls,
+        method_name: str | Callable[..., Any] | None = None,
+        *,
+        websocket: bool = True,
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function as a method of this consumer class (not of its subclasses).
+
+        ``timeout`` in seconds (None: ``DEFAULT_TIMEOUT``; 0: no limit), ``queue`` the channel
+        its calls are enqueued on (None: ``DEFAULT_QUEUE``).
+        """
+        return cls._registrar(method_name, False, websocket, timeout, queue)
+
+    @classmethod
+    def rpc_notification(
+        cls,
+        notification_name: str | Callable[..., Any] | None = None,
+        *,
+        websocket: bool = True,
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register a function called by notifications (requests without an id, never answered)."""
+        return cls._registrar(notification_name, True, websocket, timeout, queue)
+
+    @classmethod
+    def _registrar(
+        cls,
+        name: str | Callable[..., Any] | None,
+        notification: bool,
+        websocket: bool,
+        timeout: float | None,
+        queue: str | None,
+    ) -> Callable[[F], F]:
+        def decorator(func: F) -> F:
+            registry.register(
+                cls,
+                func,
+                name=None if callable(name) else name,
+                notification=notification,
+                websocket=websocket,
+                timeout=timeout,
+                queue=queue,
+            )
+            return func
+
+        if callable(name):  # used bare, as @Consumer.rpc_method
+            return decorator(name)  # type: ignore[return-value]
+        return decorator
+
+    @classmethod
+    def get_rpc_methods(cls) -> list[str]:
+        table = registry.table_of(cls)
+        return list(table.methods) if table else []
+
+    @classmethod
+    def get_rpc_notifications(cls) -> list[str]:
+        table = registry.table_of(cls)
+        return list(table.notifications) if table else []
+
+    @classmethod
+    def get_method_info(cls, method_name: str) -> MethodInfo:
+        table = registry.table_of(cls)
+        spec = table and (
+            table.lookup(method_name, notification=False)
+            or table.lookup(method_name, notification=True)
+        )
+        if not spec:
+            raise KeyError(f"Method '{method_name}' not registered")
+        return spec.info()
+
+    @classmethod
+    def describe_api(cls) -> dict[str, Any]:
+        table = registry.table_of(cls)
+        specs = list(table.specs()) if table else []
+        return {
+            "jsonrpc": "2.0",
+            "consumer": cls.__name__,
+            "methods": [_describe(spec, transports=True) for spec in specs if not spec.is_notification],
+            "notifications": [_describe(spec) for spec in specs if spec.is_notification],
+        }
+
+    # ----------------------------------------------------------------------------------------
+    # Connection lifecycle
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels >= 4.2 closes stale DB connections before every message, a thread hop that
+        # costs more than validating a request. The front-end uses the database only through
+        # database_sync_to_async (permission checks), which does that cleanup itself.
+        handler = getattr(self, _handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        if self.channel_layer is None:
+            raise ImproperlyConfigured(
+                "channels-rpc needs a channel layer: set CHANNEL_LAYERS (for one process, "
+                "{'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}})."
+            )
+        if self._runs_inline(get_config()):
+            embedded.ensure_worker(self.channel_layer, self._queues())
+        await super().websocket_connect(message)
+
+    async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
+        await super().accept(subprotocol, headers)
+        if not self._accepted:
+            self._accepted = True
+            signals.send(signals.rpc_client_connected, type(self), consumer=self, scope=self.scope)
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        abandoned = self._pending.drain()
+        for pending in abandoned:
+            _cancel_timer(pending)
+        if abandoned:
+            logger.info("connection closed with %d calls pending", len(abandoned))
+        if self._accepted:
+            signals.send(
+                signals.rpc_client_disconnected,
+                type(self),
+                consumer=self,
+                scope=self.scope,
+                duration=time.monotonic() - self._connected_at,
+                close_code=message.get("code"),
+            )
+        await super().websocket_disconnect(message)
+
+    # ----------------------------------------------------------------------------------------
+    # Requests
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Handle one frame; never raises for anything a client sends."""
+        text = text_data if text_data is not None else _utf8_or_none(bytes_data)
+        if text is None:
+            await self._send_error(None, error_object(JsonRpcErrorCode.PARSE_ERROR, data={"error": "frame is not UTF-8 text"}))
+            return
+        config = get_config()
+        message = parse(text, config.limits)
+        if isinstance(message, list):
+            await self._receive_batch(message, config)
+            return
+        frame = await self._dispatch(message, config, None, text)
+        if frame is not None:
+            await self.send(text_data=frame)
+
+    async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
+        batch = Batch()
+        for item in items:
+            await self._dispatch(item, config, batch, None)
+        frame = batch.seal()
+        if frame is not None:
+            await self.send(text_data=frame)
+
+    async def _dispatch(
+        self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
+    ) -> str | None:
+        """Dispatch one request; returns what to write now (an error, or a completed batch)."""
+        if isinstance(item, Rejection):
+            return self._local_answer(item.id, item.error, batch) if item.answer else None
+        try:
+            request, text = await self._apply_request_middleware(item, config, text)
+            spec = await self._resolve(request)
+            spec.bind(request.params)
+        except JsonRpcError as exc:
+            if item.is_notification:
+                logger.info("notification %r dropped: %s", item.method, exc.error()["message"])
+                return None
+            return self._local_answer(item.id, exc.error(), batch)
+        body = text if text is not None else json.dumps(request.data, separators=(",", ":"))
+        if request.is_notification:
+            await self._enqueue_notification(request, spec, body, config)
+            return None
+        return await self._enqueue_call(request, spec, body, config, batch)
+
+    async def _resolve(self, request: Request) -> MethodSpec:
+        """The spec a request calls; unknown, disabled and forbidden methods look alike."""
+        table = registry.table_of(type(self))
+        spec = table.lookup(request.method, notification=request.is_notification) if table else None
+        if spec is None or not spec.websocket or not await self._permitted(spec):
+            raise JsonRpcError(None, JsonRpcErrorCode.METHOD_NOT_FOUND, {"method": request.method})
+        return spec
+
+    async def _permitted(self, spec: MethodSpec) -> bool:
+        if not spec.permissions:
+            return True
+        user = self.scope.get("user")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return False
+        allowed: bool = await database_sync_to_async(user.has_perms)(spec.permissions)
+        return allowed
+
+    async def _enqueue_call(
+        self, request: Request, spec: MethodSpec, body: str, config: RpcConfig, batch: Batch | None
+    ) -> str | None:
+        try:
+            pending = self._pending.open(request.id, spec.name, config.timeout_for(spec.timeout), batch)
+        except DuplicateId:
+            field = "Request ID is already in use by a pending request"
+            return self._local_answer(request.id, _invalid_request(field), batch)
+        except TooManyInFlight as exc:
+            error = error_object(JsonRpcErrorCode.SERVER_BUSY, data={"limit": exc.args[0], "reason": "too many calls in flight on this connection"})
+            return self._local_answer(request.id, error, batch)
+        error = await self._send_call(spec, body, pending.token, pending.timeout, config)
+        if error is not None:
+            self._pending.take(pending.token)
+            return pending.route(error_frame(pending.id_json, encode_error(error)))
+        if pending.timeout is not None:
+            loop = asyncio.get_running_loop()
+            when = loop.time() + pending.timeout + config.reply_grace
+            pending.timer = loop.call_at(when, self._expire, pending.token)
+        return None
+
+    async def _enqueue_notification(
+        self, request: Request, spec: MethodSpec, body: str, config: RpcConfig
+    ) -> None:
+        error = await self._send_call(spec, body, None, config.timeout_for(spec.timeout), config)
+        if error is not None:
+            logger.warning("notification %r dropped: %s", request.method, error["message"])
+
+    async def _send_call(
+        self, spec: MethodSpec, body: str, token: int | None, timeout: float | None, config: RpcConfig
+    ) -> dict[str, Any] | None:
+        """Put a call on its queue; returns the error to answer with if that failed."""
+        queue = spec.queue or config.default_queue
+        now = time.time()
+        call = Call(
+            consumer=registry.consumer_key(type(self)),
+            method=spec.name,
+            body=body,
+            call=token,
+            reply_to=self.channel_name,
+            deadline=None if timeout is None else now + timeout,
+            timeout=timeout,
+            sent_at=now,
+            scope=self._portable_scope(),
+        )
+        try:
+            await self.channel_layer.send(queue, call.to_message())
+        except ChannelFull:
+            return error_object(JsonRpcErrorCode.SERVER_BUSY, data={"queue": queue, "reason": "queue is full"})
+        except Exception as exc:
+            logger.error("could not enqueue %r on %s: %s", spec.name, queue, exc)
+            return error_object(JsonRpcErrorCode.SERVICE_UNAVAILABLE, data={"reason": "channel layer unavailable"})
+        return None
+
+    # ----------------------------------------------------------------------------------------
+    # Answers
+
+    async def rpc_response(self, message: dict[str, Any]) -> None:
+        """A worker's answer: write it (or its completed batch) unless the call was settled."""
+        if message.get("v") != VERSION:
+            logger.error("ignoring an rpc.response of version %r", message.get("v"))
+            return
+        pending = self._pending.take(message["call"])
+        if pending is None:
+            return  # answered already (deadline) or from before this connection: drop
+        _cancel_timer(pending)
+        ok, body = message["ok"], message["body"]
+        frame = error_frame(pending.id_json, body) if not ok else await self._result_frame(pending, body)
+        out = pending.route(frame)
+        if out is not None:
+            await self.send(text_data=out)
+
+    async def rpc_push(self, message: dict[str, Any]) -> None:
+        """A notification pushed to this connection from any process."""
+        await self.send(text_data=message["body"])
+
+    async def notify_channel(self, method: str, params: Any = None) -> None:
+        """Send a JSON-RPC notification to this connection's client."""
+        await self.send(text_data=notification_frame(method, params, encoder=self.json_encoder_class))
+
+    def _expire(self, token: int) -> None:
+        pending = self._pending.take(token)
+        if pending is None:
+            return
+        error = error_object(
+            JsonRpcErrorCode.DEADLINE_EXCEEDED,
+            f"Deadline Exceeded: no answer within {pending.timeout:.1f} seconds",
+            {"timeout": pending.timeout},
+        )
+        frame = pending.route(error_frame(pending.id_json, encode_error(error)))
+        if frame is not None:
+            task = asyncio.create_task(self._send_quietly(frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send_quietly(self, frame: str) -> None:
+        try:
+            await self.send(text_data=frame)
+        except Exception as exc:  # the socket may be closing under us
+            logger.debug("could not write a deadline answer: %s", exc)
+
+    def _local_answer(self, rpc_id: Any, error: dict[str, Any], batch: Batch | None) -> str | None:
+        frame = error_frame(encode_id(rpc_id), encode_error(error))
+        return batch.add(frame) if batch is not None else frame
+
+    async def _send_error(self, rpc_id: Any, error: dict[str, Any]) -> None:
+        await self.send(text_data=error_frame(encode_id(rpc_id), encode_error(error)))
+
+    # ----------------------------------------------------------------------------------------
+    # Middleware (the protocol of channels-rpc 1.0.1)
+
+    async def _apply_request_middleware(
+        self, request: Request, config: RpcConfig, text: str | None
+    ) -> tuple[Request, str | None]:
+        if not self.middleware:
+            return request, text
+        data: Any = request.data
+        for middleware in self.middleware:
+            hook = getattr(middleware, "process_request", None)
+            if hook is None:
+                continue
+            data = await _run_hook(hook, data, self)
+            if data is None:
+                raise JsonRpcError(None, JsonRpcErrorCode.INVALID_REQUEST, message="Request rejected by middleware")
+        if data is request.data:
+            return request, text
+        checked = validate(data, config.limits)
+        if isinstance(checked, Rejection):
+            raise JsonRpcError(None, checked.error["code"], checked.error.get("data"), message=checked.error["message"])
+        return checked, None
+
+    async def _result_frame(self, pending: Pending, body: str) -> str:
+        frame = '{"jsonrpc":"2.0","id":' + pending.id_json + ',"result":' + body + "}"
+        hooks = [m.process_response for m in reversed(self.middleware or ()) if hasattr(m, "process_response")]
+        if not hooks:
+            return frame
+        response = json.loads(frame)
+        for hook in hooks:
+            try:
+                response = await _maybe_await(hook(response, self))
+            except Exception:
+                logger.exception("process_response of %r raised; keeping the response", hook)
+        return json.dumps(response, cls=self.json_encoder_class, allow_nan=False)
+
+    # ----------------------------------------------------------------------------------------
+    # Helpers
+
+    def _runs_inline(self, config: RpcConfig) -> bool:
+        if config.execution == "auto":
+            return isinstance(self.channel_layer, InMemoryChannelLayer)
+        return config.execution == "inline"
+
+    def _queues(self) -> set[str]:
+        default = get_config().default_queue
+        table = registry.table_of(type(self))
+        return {default} | {spec.queue or default for spec in (table.specs() if table else ())}
+
+    def rpc_scope(self) -> dict[str, Any]:
+        """The part of the ASGI scope sent with every call (JSON-able values only).
+
+        Override to add what your methods need (for example a tenant id); never copy
+        client-controlled values into fields a method trusts for identity.
+        """
+        return portable_scope(self.scope)
+
+    def _portable_scope(self) -> dict[str, Any]:
+        if self._portable is None:
+            self._portable = self.rpc_scope()
+        return self._portable
+
+    @classmethod
+    async def encode_json(cls, content: Any) -> str:
+        if cls.json_encoder_class is not None:
+            return json.dumps(content, cls=cls.json_encoder_class)
+        return json.dumps(content, default=str)
+
+    def validate_scope(self) -> None:
+        """Sanity checks on the scope (kept from channels-rpc 1.0.1): raises if not a dict."""
+        if not isinstance(self.scope, dict):
+            raise ValueError("Scope must be a dict")
+        if self.scope.get("type") not in ("websocket", "websocket.receive", "websocket.disconnect"):
+            logger.warning("unexpected scope type %r", self.scope.get("type"))
+        client = self.scope.get("client")
+        if client is not None and not (isinstance(client, (list, tuple)) and len(client) == 2):
+            logger.warning("malformed client in scope: %r", client)
+
+
+def portable_scope(scope: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a connection's scope travels with its calls: no cookies, headers or objects."""
+    route = scope.get("url_route") or {}
+    portable: dict[str, Any] = {
+        "type": scope.get("type"),
+        "path": scope.get("path"),
+        "query_string": bytes(scope.get("query_string", b"")).decode("latin-1"),
+        "client": list(scope["client"]) if scope.get("client") else None,
+        "server": list(scope["server"]) if scope.get("server") else None,
+        "subprotocols": list(scope.get("subprotocols") or ()),
+        "url_route": {
+            "args": [str(arg) for arg in route.get("args", ())],
+            "kwargs": {str(k): str(v) for k, v in route.get("kwargs", {}).items()},
+        },
+        "user": _portable_user(scope.get("user")),
+    }
+    session = scope.get("session")
+    if session is not None:
+        portable["session_key"] = getattr(session, "session_key", None)
+    return portable
+
+
+def _portable_user(user: Any) -> dict[str, Any] | None:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return {"pk": str(user.pk)}
+
+
+def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
+    info = spec.info()
+    entry: dict[str, Any] = {
+        "name": info.name,
+        "signature": info.signature,
+        "doc": info.docstring,
+        "accepts_context": info.accepts_context,
+    }
+    if transports:
+        entry["transports"] = [name for name, on in info.transport_options.items() if on]
+    return entry
+
+
+def _handler_name(message: Mapping[str, Any]) -> str:
+    name = str(message["type"]).replace(".", "_")
+    if name.startswith("_"):
+        raise ValueError("Malformed type in message (leading underscore)")
+    return name
+
+
+def _cancel_timer(pending: Pending) -> None:
+    if pending.timer is not None:
+        pending.timer.cancel()
+
+
+def _utf8_or_none(data: bytes | None) -> str | None:
+    try:
+        return (data or b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _invalid_request(field: str) -> dict[str, Any]:
+    return error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"field": field})
+
+
+async def _run_hook(hook: Callable[..., Any], data: Any, consumer: Any) -> Any:
+    try:
+        return await _maybe_await(hook(data, consumer))
+    except JsonRpcError:
+        raise
+    except Exception as exc:
+        logger.exception("process_request of %r raised", hook)
+        raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR, message="Middleware error occurred") from exc
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future) else value

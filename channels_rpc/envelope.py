@@ -1,0 +1,113 @@
+"""The messages the front-end and the workers exchange over the channel layer.
+
+This module is the only thing the two sides share. Every message carries ``"v"``; a process that
+receives a version it does not know answers with an error instead of guessing.
+
+``rpc.request`` (front-end -> queue): the request object travels as JSON text (``body``), the
+validated frame itself when it held a single request. Text keeps msgpack (channels-redis'
+serializer) away from what it cannot carry, such as integers beyond 64 bits and lone surrogates,
+and spares a decode and re-encode. ``call`` is a number the front-end chose for the call; the
+JSON-RPC id never leaves the front-end, which is why ids of any JSON shape route correctly.
+
+``rpc.response`` (worker -> the front-end's reply channel): ``body`` is the JSON text of the
+result, or of the error object when ``ok`` is false.
+
+``rpc.push`` (anyone -> a front-end's channel): ``body`` is a complete notification frame.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "PUSH",
+    "REQUEST",
+    "RESPONSE",
+    "VERSION",
+    "Call",
+    "EnvelopeError",
+    "notification_frame",
+    "push_message",
+    "response_message",
+]
+
+VERSION: Final = 1
+REQUEST: Final = "rpc.request"
+RESPONSE: Final = "rpc.response"
+PUSH: Final = "rpc.push"
+
+
+class EnvelopeError(ValueError):
+    """A channel-layer message that is not a request of a version this process understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request on its way to, or inside, a worker."""
+
+    consumer: str
+    method: str
+    body: str
+    call: int | None  # None for notifications: nobody waits for an answer
+    reply_to: str
+    deadline: float | None  # epoch seconds by which execution must end; None: no limit
+    timeout: float | None  # the method's timeout, for the error message
+    sent_at: float  # epoch seconds, for queue-wait measurements
+    scope: Mapping[str, Any]
+
+    @property
+    def is_notification(self) -> bool:
+        return self.call is None
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "type": REQUEST,
+            "v": VERSION,
+            "consumer": self.consumer,
+            "method": self.method,
+            "body": self.body,
+            "call": self.call,
+            "reply": self.reply_to,
+            "deadline": self.deadline,
+            "timeout": self.timeout,
+            "sent": self.sent_at,
+            "scope": dict(self.scope),
+        }
+
+    @classmethod
+    def from_message(cls, message: Mapping[str, Any]) -> Call:
+        if message.get("v") != VERSION:
+            raise EnvelopeError(f"unsupported rpc.request version {message.get('v')!r}")
+        try:
+            return cls(
+                consumer=message["consumer"],
+                method=message["method"],
+                body=message["body"],
+                call=message["call"],
+                reply_to=message["reply"],
+                deadline=message["deadline"],
+                timeout=message["timeout"],
+                sent_at=message["sent"],
+                scope=message["scope"],
+            )
+        except KeyError as exc:
+            raise EnvelopeError(f"rpc.request without {exc.args[0]!r}") from None
+
+
+def response_message(call: int, ok: bool, body: str) -> dict[str, Any]:
+    return {"type": RESPONSE, "v": VERSION, "call": call, "ok": ok, "body": body}
+
+
+def notification_frame(method: str, params: Any = None, *, encoder: type[json.JSONEncoder] | None = None) -> str:
+    """A JSON-RPC notification as frame text (``params`` left out when None)."""
+    payload: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+    if params is not None:
+        payload["params"] = params
+    return json.dumps(payload, cls=encoder, allow_nan=False, separators=(",", ":"))
+
+
+def push_message(frame: str) -> dict[str, Any]:
+    return {"type": PUSH, "v": VERSION, "body": frame}

@@ -1,0 +1,165 @@
+"""Running one call: bind its params, run the method under its deadline, encode the outcome.
+
+Everything a method does ends in an :class:`Outcome`: a result, its own ``JsonRpcError``, a
+timeout, or -32000 for any other exception; nothing a method raises escapes to the worker loop.
+Cancellation is the one exception that is not turned into an outcome: it belongs to whoever
+cancelled the task (a shutdown, a cancelled call), which answers for it.
+
+Async methods are cancelled at their deadline. Sync methods run in worker threads through the
+``run_sync`` callable the adapter supplies (it adds Django's database connection hygiene); a
+thread cannot be interrupted, so at the deadline the call is answered and the thread is left to
+finish on its own, its result discarded.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+
+from channels_rpc.context import RpcContext
+from channels_rpc.envelope import Call
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
+from channels_rpc.protocol import encode_error
+from channels_rpc.registry import MethodSpec
+
+__all__ = ["ExecutionHooks", "Executor", "Outcome", "timeout_error"]
+
+logger = logging.getLogger("channels_rpc.worker")
+
+SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a call ended with: ``body`` is the JSON text of the result or of the error object."""
+
+    ok: bool
+    body: str
+
+    @classmethod
+    def error(cls, code: int, message: str | None = None, data: Any = None) -> Outcome:
+        return cls(False, encode_error(error_object(code, message, data)))
+
+
+class ExecutionHooks(Protocol):
+    """Observers of calls (the adapter sends Django signals from these); must not raise."""
+
+    def started(self, call: Call, context: RpcContext, params: Any) -> None: ...
+
+    def completed(self, call: Call, context: RpcContext, result: Any, duration: float) -> None: ...
+
+    def failed(
+        self, call: Call, context: RpcContext, error: BaseException, duration: float
+    ) -> None: ...
+
+
+def timeout_error(timeout: float | None) -> Outcome:
+    """The answer to a call that ran out of time (the shape of channels-rpc 1.0.1)."""
+    return Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR, data={"timeout": timeout})
+
+
+class _TimedOut(Exception):
+    pass
+
+
+class Executor:
+    """Runs calls for one process; holds what every call shares."""
+
+    def __init__(
+        self,
+        *,
+        run_sync: SyncRunner,
+        hooks: ExecutionHooks | None = None,
+        sanitize_errors: bool = True,
+        log_params: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._run_sync = run_sync
+        self._hooks = hooks
+        self._sanitize = sanitize_errors
+        self._log_params = log_params
+        self._clock = clock
+
+    async def run(
+        self,
+        call: Call,
+        spec: MethodSpec,
+        params: Any,
+        context: RpcContext,
+        encoder: type[json.JSONEncoder] | None,
+    ) -> Outcome:
+        """Run ``call`` with ``spec`` and answer with an outcome; only cancellation escapes."""
+        remaining = None if call.deadline is None else call.deadline - self._clock()
+        if remaining is not None and remaining <= 0:
+            logger.info("call %r expired in the queue; not started", call.method)
+            return timeout_error(call.timeout)
+        started = time.monotonic()
+        try:
+            args, kwargs = spec.bind(params)
+            if self._log_params:
+                logger.debug("calling %r with params %r", spec.name, params)
+            if self._hooks is not None:
+                self._hooks.started(call, context, params)
+            if spec.accepts_context:
+                args = (context, *args)
+            result = await self._invoke(spec, args, kwargs, remaining)
+        except _TimedOut:
+            error: BaseException = TimeoutError(f"timed out after {call.timeout} s")
+            self._notify_failed(call, context, error, started)
+            return timeout_error(call.timeout)
+        except Exception as exc:
+            self._notify_failed(call, context, exc, started)
+            return self._exception_outcome(spec, exc)
+        if self._hooks is not None:
+            self._hooks.completed(call, context, result, time.monotonic() - started)
+        return self._encode(spec, result, encoder)
+
+    async def _invoke(
+        self,
+        spec: MethodSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        remaining: float | None,
+    ) -> Any:
+        with anyio.move_on_after(remaining) as scope:
+            if spec.is_async:
+                return await spec.func(*args, **kwargs)
+            result = await self._run_sync(functools.partial(spec.func, *args, **kwargs))
+            # A sync callable may still hand back an awaitable (a partial of a coroutine function).
+            return await result if inspect.isawaitable(result) else result
+        if scope.cancelled_caught:
+            raise _TimedOut
+        raise AssertionError("unreachable: the scope only exits early by timing out")
+
+    def _notify_failed(
+        self, call: Call, context: RpcContext, error: BaseException, started: float
+    ) -> None:
+        if self._hooks is not None:
+            self._hooks.failed(call, context, error, time.monotonic() - started)
+
+    def _exception_outcome(self, spec: MethodSpec, exc: Exception) -> Outcome:
+        if isinstance(exc, JsonRpcError):
+            return Outcome(False, encode_error(exc.error()))
+        logger.error("method %r raised %s", spec.name, type(exc).__name__, exc_info=exc)
+        data = None if self._sanitize else {"type": type(exc).__name__, "message": str(exc)}
+        return Outcome.error(
+            JsonRpcErrorCode.GENERIC_APPLICATION_ERROR, "Application error occurred", data
+        )
+
+    def _encode(
+        self, spec: MethodSpec, result: Any, encoder: type[json.JSONEncoder] | None
+    ) -> Outcome:
+        try:
+            body = json.dumps(result, cls=encoder, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            logger.error("result of %r is not JSON: %s", spec.name, exc)
+            return Outcome.error(JsonRpcErrorCode.PARSE_RESULT_ERROR, "Failed to serialize result")
+        return Outcome(True, body)

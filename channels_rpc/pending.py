@@ -1,0 +1,142 @@
+"""The calls one connection is waiting on, and the batches they belong to.
+
+A call is known by a token this table hands out; the JSON-RPC id stays here, encoded once, and
+only has to be unique among the connection's pending calls (JSON-RPC 2.0 asks no more). Ids
+compare as JSON values: ``1`` and ``1.0`` are the same id, ``"1"`` is another; ``null`` ids are
+not tracked, since a client cannot tell their answers apart anyway.
+
+A batch is answered with one array once every element that expects an answer has one. Answers
+that arrive for a token no longer here (after its deadline, or for a call answered already) are
+dropped: every call is answered exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from channels_rpc.protocol import JsonId, encode_id, error_frame, result_frame
+
+__all__ = ["Batch", "DuplicateId", "Pending", "PendingCalls", "TooManyInFlight"]
+
+IdKey: TypeAlias = tuple[str, Any]
+
+
+class DuplicateId(Exception):
+    """A call reused the id of a call that is still pending on this connection."""
+
+
+class TooManyInFlight(Exception):
+    """The connection already has as many pending calls as it may."""
+
+
+class Batch:
+    """Collects the answers of one batch into a single array frame."""
+
+    __slots__ = ("_frames", "_missing")
+
+    def __init__(self) -> None:
+        self._frames: list[str | None] = []
+        self._missing = 1  # held open until seal(), so the array never leaves half built
+
+    def reserve(self) -> int:
+        self._frames.append(None)
+        self._missing += 1
+        return len(self._frames) - 1
+
+    def fill(self, slot: int, frame: str) -> str | None:
+        """Store an answer; returns the array frame when it was the last one missing."""
+        self._frames[slot] = frame
+        self._missing -= 1
+        return self._complete()
+
+    def add(self, frame: str) -> str | None:
+        return self.fill(self.reserve(), frame)
+
+    def seal(self) -> str | None:
+        """Mark the batch fully dispatched; returns the frame if nothing is outstanding."""
+        self._missing -= 1
+        return self._complete()
+
+    def _complete(self) -> str | None:
+        if self._missing or not self._frames:
+            return None
+        return "[" + ",".join(frame for frame in self._frames if frame is not None) + "]"
+
+
+@dataclass(slots=True, eq=False)
+class Pending:
+    """A call this connection waits on."""
+
+    token: int
+    id_json: str
+    key: IdKey | None
+    method: str
+    timeout: float | None
+    batch: Batch | None = None
+    slot: int = -1
+    timer: Any = field(default=None, repr=False)  # the adapter's timer handle
+
+    def route(self, frame: str) -> str | None:
+        """The frame to write for this answer: itself, or its batch's array once complete."""
+        if self.batch is None:
+            return frame
+        return self.batch.fill(self.slot, frame)
+
+
+def id_key(rpc_id: JsonId) -> IdKey | None:
+    if rpc_id is None:
+        return None
+    return ("s", rpc_id) if isinstance(rpc_id, str) else ("n", rpc_id)
+
+
+class PendingCalls:
+    """Pending calls of one connection, by token and by JSON-RPC id."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._by_token: dict[int, Pending] = {}
+        self._by_id: dict[IdKey, int] = {}
+        self._last_token = 0
+
+    def __len__(self) -> int:
+        return len(self._by_token)
+
+    def open(
+        self, rpc_id: JsonId, method: str, timeout: float | None, batch: Batch | None = None
+    ) -> Pending:
+        key = id_key(rpc_id)
+        if key is not None and key in self._by_id:
+            raise DuplicateId(rpc_id)
+        if len(self._by_token) >= self.limit:
+            raise TooManyInFlight(self.limit)
+        self._last_token += 1
+        pending = Pending(self._last_token, encode_id(rpc_id), key, method, timeout, batch)
+        if batch is not None:
+            pending.slot = batch.reserve()
+        self._by_token[pending.token] = pending
+        if key is not None:
+            self._by_id[key] = pending.token
+        return pending
+
+    def take(self, token: int) -> Pending | None:
+        """Remove and return a pending call; None if it was answered already."""
+        pending = self._by_token.pop(token, None)
+        if pending is not None and pending.key is not None:
+            del self._by_id[pending.key]
+        return pending
+
+    def answer(self, token: int, ok: bool, body: str) -> tuple[Pending, str | None] | None:
+        """Settle a call with a worker's result or error body; None for an unknown token."""
+        pending = self.take(token)
+        if pending is None:
+            return None
+        frame = (result_frame if ok else error_frame)(pending.id_json, body)
+        return pending, pending.route(frame)
+
+    def drain(self) -> list[Pending]:
+        """Remove and return every pending call (the connection is going away)."""
+        calls = list(self._by_token.values())
+        self._by_token.clear()
+        self._by_id.clear()
+        return calls

@@ -1,0 +1,296 @@
+"""Which functions a consumer class exposes, checked once when they are registered.
+
+Registrations belong to the exact class they were made on (subclasses do not inherit them, as in
+channels-rpc 1.0.1). Everything a call needs later is decided here: whether the function takes
+an :class:`~channels_rpc.context.RpcContext`, whether it is a coroutine function, its signature
+without the context (so the front-end can answer -32602 before any worker is involved), its
+queue and its timeout.
+
+Worker processes find a class again by its dotted path (:func:`consumer_key`), importing it if
+this process has not seen it yet.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import math
+import re
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any, Final
+
+from channels_rpc.context import RpcContext
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
+
+__all__ = [
+    "RESERVED_PREFIX",
+    "MethodInfo",
+    "MethodSpec",
+    "MethodTable",
+    "RegistrationError",
+    "consumer_key",
+    "known_queues",
+    "protect",
+    "register",
+    "resolve_consumer",
+    "table_of",
+]
+
+#: Method names starting with this are reserved by the JSON-RPC 2.0 spec for extensions.
+RESERVED_PREFIX: Final = "rpc."
+_PERMISSIONS_ATTR: Final = "__rpc_permissions__"
+_REGISTRATIONS_ATTR: Final = "__rpc_registrations__"
+# Channel names as Channels accepts them, minus the process-local "!" part.
+_QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9\-_.]{1,99}")
+
+
+class RegistrationError(ValueError):
+    """A method could not be registered; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class MethodInfo:
+    """What :meth:`get_method_info` returns (the shape of channels-rpc 1.0.1)."""
+
+    name: str
+    func: Callable[..., Any]
+    signature: str
+    docstring: str | None
+    accepts_context: bool
+    transport_options: dict[str, bool]
+    is_notification: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MethodSpec:
+    """One registered method or notification."""
+
+    name: str
+    func: Callable[..., Any]
+    is_notification: bool
+    is_async: bool
+    accepts_context: bool
+    signature: inspect.Signature  # without the context parameter
+    timeout: float | None  # None: the configured default; 0: no limit
+    queue: str | None  # None: the configured default queue
+    websocket: bool = True
+    permissions: tuple[str, ...] = ()
+
+    def bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Match ``params`` to the signature, or raise -32602 saying what does not fit."""
+        try:
+            bound = (
+                self.signature.bind(*params)
+                if isinstance(params, list)
+                else self.signature.bind(**params)
+            )
+        except TypeError as exc:
+            raise JsonRpcError(
+                None, JsonRpcErrorCode.INVALID_PARAMS, {"error": str(exc)}
+            ) from None
+        return bound.args, bound.kwargs
+
+    def info(self) -> MethodInfo:
+        return MethodInfo(
+            name=self.name,
+            func=self.func,
+            signature=str(inspect.signature(self.func)),
+            docstring=self.func.__doc__,
+            accepts_context=self.accepts_context,
+            transport_options={"websocket": self.websocket},
+            is_notification=self.is_notification,
+        )
+
+
+@dataclass
+class MethodTable:
+    """The methods and notifications of one consumer class (two separate namespaces)."""
+
+    key: str
+    methods: dict[str, MethodSpec] = field(default_factory=dict)
+    notifications: dict[str, MethodSpec] = field(default_factory=dict)
+
+    def lookup(self, name: str, *, notification: bool) -> MethodSpec | None:
+        return (self.notifications if notification else self.methods).get(name)
+
+    def specs(self) -> Iterator[MethodSpec]:
+        yield from self.methods.values()
+        yield from self.notifications.values()
+
+    def add(self, spec: MethodSpec) -> None:
+        namespace = self.notifications if spec.is_notification else self.methods
+        if spec.name in namespace:
+            kind = "notification" if spec.is_notification else "method"
+            raise RegistrationError(
+                f"An RPC {kind} named {spec.name!r} is already registered on {self.key}; "
+                "pass another name to the decorator."
+            )
+        namespace[spec.name] = spec
+
+    def replace_spec(self, spec: MethodSpec) -> None:
+        namespace = self.notifications if spec.is_notification else self.methods
+        namespace[spec.name] = spec
+
+
+_consumers: dict[str, weakref.ref[type]] = {}
+
+
+def consumer_key(cls: type) -> str:
+    """The dotted path a worker imports ``cls`` by."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def table_of(cls: type, *, create: bool = False) -> MethodTable | None:
+    """The table registered on exactly ``cls`` (not inherited), created on demand."""
+    table: MethodTable | None = cls.__dict__.get("_rpc_table")
+    if table is None and create:
+        table = MethodTable(consumer_key(cls))
+        type.__setattr__(cls, "_rpc_table", table)
+        _consumers[table.key] = weakref.ref(cls)
+    return table
+
+
+def resolve_consumer(key: str) -> type | None:
+    """The consumer class registered under ``key`` in this process, importing it if needed."""
+    ref = _consumers.get(key)
+    cls = ref() if ref is not None else None
+    if cls is not None:
+        return cls
+    module_name, _, qualname = key.rpartition(".")
+    while module_name:
+        try:
+            target: Any = importlib.import_module(module_name)
+        except ImportError:
+            module_name, _, head = module_name.rpartition(".")
+            qualname = f"{head}.{qualname}"
+            continue
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        return target if isinstance(target, type) else None
+    return None
+
+
+def known_queues(default: str) -> set[str]:
+    """Every queue a registered method of a live consumer class is routed to."""
+    queues: set[str] = set()
+    for ref in list(_consumers.values()):
+        cls = ref()
+        table = table_of(cls) if cls is not None else None
+        if table is not None:
+            queues.update(spec.queue or default for spec in table.specs())
+    return queues
+
+
+def register(
+    cls: type,
+    func: Callable[..., Any],
+    *,
+    name: str | None,
+    notification: bool,
+    websocket: bool = True,
+    timeout: float | None = None,
+    queue: str | None = None,
+) -> MethodSpec:
+    """Check ``func`` and its options, then add it to ``cls``'s table."""
+    if not callable(func):
+        raise RegistrationError(f"RPC methods must be callable, got {func!r}.")
+    name = _checked_name(name if name is not None else getattr(func, "__name__", ""))
+    target = inspect.unwrap(func)
+    if inspect.isasyncgenfunction(target) or inspect.isgeneratorfunction(target):
+        raise RegistrationError(
+            f"{name!r} is a generator function; RPC methods must return their result."
+        )
+    signature = inspect.signature(func)
+    accepts_context = _accepts_context(signature)
+    if accepts_context:
+        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+    spec = MethodSpec(
+        name=name,
+        func=func,
+        is_notification=notification,
+        is_async=inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(func),
+        accepts_context=accepts_context,
+        signature=signature,
+        timeout=_checked_timeout(name, timeout),
+        queue=_checked_queue(name, queue),
+        websocket=bool(websocket),
+        permissions=tuple(getattr(func, _PERMISSIONS_ATTR, ())),
+    )
+    table = table_of(cls, create=True)
+    assert table is not None
+    table.add(spec)
+    _remember_registration(func, table, spec)
+    return spec
+
+
+def protect(func: Callable[..., Any], permissions: tuple[str, ...]) -> None:
+    """Attach permissions to ``func`` and to every registration already made of it.
+
+    This is why ``@permission_required`` protects a method whichever side of ``@rpc_method`` it
+    is written on.
+    """
+    merged = tuple(dict.fromkeys((*getattr(func, _PERMISSIONS_ATTR, ()), *permissions)))
+    setattr(func, _PERMISSIONS_ATTR, merged)
+    for table, name, is_notification in getattr(func, _REGISTRATIONS_ATTR, ()):
+        spec = table.lookup(name, notification=is_notification)
+        if spec is not None:
+            table.replace_spec(replace(spec, permissions=merged))
+
+
+def _remember_registration(func: Callable[..., Any], table: MethodTable, spec: MethodSpec) -> None:
+    registrations = (*getattr(func, _REGISTRATIONS_ATTR, ()), (table, spec.name, spec.is_notification))
+    try:
+        setattr(func, _REGISTRATIONS_ATTR, registrations)
+    except (AttributeError, TypeError):
+        pass  # a builtin or a slotted callable: it cannot be protected afterwards, only before
+
+
+def _checked_name(name: Any) -> str:
+    if not isinstance(name, str) or not name:
+        raise RegistrationError(f"RPC method names must be non-empty strings, got {name!r}.")
+    if name.startswith(RESERVED_PREFIX):
+        raise RegistrationError(
+            f"{name!r}: names starting with {RESERVED_PREFIX!r} are reserved by JSON-RPC 2.0."
+        )
+    return name
+
+
+def _checked_timeout(name: str, timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise RegistrationError(f"{name!r}: timeout must be a number of seconds, got {timeout!r}.")
+    if not math.isfinite(timeout) or timeout < 0:
+        raise RegistrationError(
+            f"{name!r}: timeout must be a finite number >= 0 (0 means no limit), got {timeout!r}."
+        )
+    return float(timeout)
+
+
+def _checked_queue(name: str, queue: Any) -> str | None:
+    if queue is None:
+        return None
+    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+        raise RegistrationError(
+            f"{name!r}: queue must be a channel name of 1-99 ASCII letters, digits, '-', '_' "
+            f"or '.', got {queue!r}."
+        )
+    return queue
+
+
+def _accepts_context(signature: inspect.Signature) -> bool:
+    """Whether the first parameter is annotated as RpcContext (by class, string or name)."""
+    first = next(iter(signature.parameters.values()), None)
+    if first is None or first.kind not in (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    ):
+        return False
+    annotation = first.annotation
+    if annotation is RpcContext:
+        return True
+    if isinstance(annotation, str):
+        return annotation == "RpcContext" or annotation.endswith(".RpcContext")
+    return getattr(annotation, "__name__", None) == "RpcContext"

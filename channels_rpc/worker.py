@@ -1,0 +1,273 @@
+"""The worker side: turns ``rpc.request`` messages into calls and sends their answers back.
+
+:class:`CallHandler` is the whole adapter; three hosts drive it:
+
+* ``manage.py rpcworker`` (production): :class:`~channels_rpc.runtime.WorkerRuntime` feeds it
+  only as many requests as it has slots for;
+* embedded mode: the same runtime inside the front-end process;
+* :class:`RpcWorkerConsumer` under Channels' ``runworker`` / ``ChannelNameRouter``, which works
+  but inherits runworker's limits (it prefetches without bound and loses that backlog if the
+  process dies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import anyio
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import ChannelFull
+from django.apps import apps
+from django.db import close_old_connections
+
+from channels_rpc import signals
+from channels_rpc.config import RpcConfig, get_config
+from channels_rpc.context import RpcContext
+from channels_rpc.envelope import (
+    Call,
+    EnvelopeError,
+    notification_frame,
+    push_message,
+    response_message,
+)
+from channels_rpc.exceptions import JsonRpcErrorCode
+from channels_rpc.execution import Executor, Outcome
+from channels_rpc.registry import resolve_consumer, table_of
+from channels_rpc.runtime import WorkerRuntime
+
+__all__ = ["CallHandler", "CallerChannel", "RpcWorkerConsumer", "build_runtime"]
+
+logger = logging.getLogger("channels_rpc.worker")
+
+
+class CallerChannel:
+    """``ctx.consumer`` in a worker: pushes to the connection a call came from."""
+
+    def __init__(self, layer: Any, channel_name: str, encoder: type[json.JSONEncoder] | None) -> None:
+        self.channel_layer = layer
+        self.channel_name = channel_name
+        self._encoder = encoder
+
+    async def notify_channel(self, method: str, params: Any = None) -> None:
+        frame = notification_frame(method, params, encoder=self._encoder)
+        await self.channel_layer.send(self.channel_name, push_message(frame))
+
+    def __repr__(self) -> str:
+        return f"CallerChannel({self.channel_name!r})"
+
+
+class _SignalHooks:
+    """Sends the ``rpc_method_*`` signals, in the process that runs the method."""
+
+    def started(self, call: Call, context: RpcContext, params: Any) -> None:
+        signals.send(
+            signals.rpc_method_started,
+            resolve_consumer(call.consumer),
+            method_name=context.method_name,
+            params=params,
+            rpc_id=context.rpc_id,
+        )
+
+    def completed(self, call: Call, context: RpcContext, result: Any, duration: float) -> None:
+        signals.send(
+            signals.rpc_method_completed,
+            resolve_consumer(call.consumer),
+            method_name=context.method_name,
+            result=result,
+            rpc_id=context.rpc_id,
+            duration=duration,
+            queue_time=_queue_time(call, duration),
+        )
+
+    def failed(
+        self, call: Call, context: RpcContext, error: BaseException, duration: float
+    ) -> None:
+        signals.send(
+            signals.rpc_method_failed,
+            resolve_consumer(call.consumer),
+            method_name=context.method_name,
+            error=error,
+            rpc_id=context.rpc_id,
+            duration=duration,
+            queue_time=_queue_time(call, duration),
+        )
+
+
+def _queue_time(call: Call, duration: float) -> float:
+    return max(0.0, time.time() - duration - call.sent_at)
+
+
+def _with_db_hygiene(func: Callable[[], Any]) -> Any:
+    # Django's request cycle closes stale connections around each request; a worker thread has
+    # no request cycle, so it does the same around each call.
+    close_old_connections()
+    try:
+        return func()
+    finally:
+        close_old_connections()
+
+
+class CallHandler:
+    """Answers one ``rpc.request`` message: resolve, run, reply. Never raises, but cancellation."""
+
+    def __init__(self, layer: Any, config: RpcConfig) -> None:
+        self.layer = layer
+        self._threads: anyio.CapacityLimiter | None = None
+        self._concurrency = config.worker_concurrency
+        self._executor = Executor(
+            run_sync=self._run_sync,
+            hooks=_SignalHooks(),
+            sanitize_errors=config.sanitize_errors,
+            log_params=config.log_rpc_params,
+        )
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        try:
+            call = Call.from_message(message)
+        except EnvelopeError as exc:
+            logger.error("dropping a request this worker cannot read: %s", exc)
+            await self._reply_raw(message, Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR, str(exc)))
+            return
+        try:
+            outcome = await self._execute(call)
+        except asyncio.CancelledError:
+            await self._reply(call, _stopped())
+            raise
+        await self._reply(call, outcome)
+
+    async def _execute(self, call: Call) -> Outcome:
+        consumer_cls = resolve_consumer(call.consumer)
+        table = table_of(consumer_cls) if consumer_cls is not None else None
+        spec = table.lookup(call.method, notification=call.is_notification) if table else None
+        if spec is None or consumer_cls is None:
+            logger.error("no method %r on %s in this worker", call.method, call.consumer)
+            return Outcome.error(JsonRpcErrorCode.METHOD_NOT_FOUND, data={"method": call.method})
+        request = json.loads(call.body)
+        encoder = getattr(consumer_cls, "json_encoder_class", None) or _default_encoder()
+        context = RpcContext(
+            CallerChannel(self.layer, call.reply_to, encoder),
+            call.method,
+            request.get("id"),
+            call.is_notification,
+            scope=_worker_scope(call.scope),
+            user_loader=functools.partial(self._load_user, call.scope),
+        )
+        return await self._executor.run(call, spec, request.get("params", {}), context, encoder)
+
+    async def _reply(self, call: Call, outcome: Outcome) -> None:
+        if call.call is None:
+            if not outcome.ok:
+                logger.info("notification %r failed: %s", call.method, outcome.body)
+            return
+        await self._send(call.reply_to, response_message(call.call, outcome.ok, outcome.body))
+
+    async def _reply_raw(self, message: Mapping[str, Any], outcome: Outcome) -> None:
+        reply_to, token = message.get("reply"), message.get("call")
+        if isinstance(reply_to, str) and isinstance(token, int):
+            await self._send(reply_to, response_message(token, outcome.ok, outcome.body))
+
+    async def _send(self, channel: str, message: dict[str, Any]) -> None:
+        try:
+            await self.layer.send(channel, message)
+        except ChannelFull:
+            logger.warning("reply channel %s is full; the caller will get a deadline error", channel)
+        except Exception as exc:
+            logger.warning("could not send a reply to %s: %s", channel, exc)
+
+    async def _run_sync(self, func: Callable[[], Any]) -> Any:
+        if self._threads is None:
+            self._threads = anyio.CapacityLimiter(self._concurrency)
+        return await anyio.to_thread.run_sync(
+            functools.partial(_with_db_hygiene, func),
+            abandon_on_cancel=True,
+            limiter=self._threads,
+        )
+
+    async def _load_user(self, scope: Mapping[str, Any]) -> Any:
+        return await self._run_sync(functools.partial(_load_user, scope.get("user")))
+
+
+def _stopped() -> Outcome:
+    return Outcome.error(
+        JsonRpcErrorCode.SERVICE_UNAVAILABLE, "Worker stopped before the call finished"
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _default_encoder() -> type[json.JSONEncoder]:
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    return DjangoJSONEncoder
+
+
+def _worker_scope(portable: Mapping[str, Any]) -> dict[str, Any]:
+    scope = dict(portable)
+    user = scope.get("user")
+    if apps.is_installed("django.contrib.auth"):
+        from django.utils.functional import SimpleLazyObject
+
+        scope["user"] = SimpleLazyObject(functools.partial(_load_user, user))
+    return scope
+
+
+def _load_user(user: Mapping[str, Any] | None) -> Any:
+    """The user a portable scope names, or an anonymous user (sync: touches the database)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    if not user or user.get("pk") is None:
+        return AnonymousUser()
+    model = get_user_model()
+    try:
+        return model._default_manager.get(pk=user["pk"])
+    except model.DoesNotExist:
+        return AnonymousUser()
+
+
+def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
+    """A worker loop on ``layer`` that answers with a :class:`CallHandler`."""
+    config = config or get_config()
+    return WorkerRuntime(layer, CallHandler(layer, config), concurrency=config.worker_concurrency)
+
+
+class RpcWorkerConsumer(AsyncConsumer):  # type: ignore[misc]
+    """Serves RPC queues under ``runworker`` / ``ChannelNameRouter({"rpc.default": ...})``.
+
+    Each request runs in its own task (at most ``WORKER_CONCURRENCY`` at once), so a slow call
+    does not hold up the next one. ``manage.py rpcworker`` is the better host: runworker keeps
+    pulling requests into memory however busy the process is.
+    """
+
+    _handler: CallHandler | None = None
+    _slots: asyncio.Semaphore | None = None
+    # Strong references to running calls (asyncio holds tasks only weakly).
+    _tasks: set[asyncio.Task[None]]
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale DB connections before every message; calls do it in their own
+        # threads instead, so the event loop does not pay a thread hop per request.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def rpc_request(self, message: dict[str, Any]) -> None:
+        if self._handler is None:
+            config = get_config()
+            self._handler = CallHandler(self.channel_layer, config)
+            self._slots = asyncio.Semaphore(config.worker_concurrency)
+            self._tasks = set()
+        task = asyncio.create_task(self._bounded(self._handler, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _bounded(self, handler: CallHandler, message: dict[str, Any]) -> None:
+        assert self._slots is not None
+        async with self._slots:
+            await handler(message)

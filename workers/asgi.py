@@ -1,0 +1,27 @@
+"""ASGI entry point: WebSocket RPC at /ws/rpc/, and the RPC queue for `runworker`."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "workers.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
+from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import path  # noqa: E402
+
+from channels_rpc import RpcWorkerConsumer  # noqa: E402
+from workers import methods  # noqa: E402, F401  (registers the methods)
+from workers.consumers import RpcConsumer  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": AuthMiddlewareStack(URLRouter([path("ws/rpc/", RpcConsumer.as_asgi())])),
+        # Only for `manage.py runworker rpc.default`; `rpcworker` does not need it.
+        "channel": ChannelNameRouter({"rpc.default": RpcWorkerConsumer.as_asgi()}),
+    }
+)
