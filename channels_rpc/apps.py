@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 
-class ChannelsRpcConfig(AppConfig):
+class ChannelsRpcConfig(AppConfig):  # type: ignore[misc]
     name = "channels_rpc"
     verbose_name = "Channels RPC"
 

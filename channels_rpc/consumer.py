@@ -124,7 +124,7 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
             return func
 
         if callable(name):  # used bare, as @Consumer.rpc_method
-            return decorator(name)  # type: ignore[return-value]
+            return decorator(name)
         return decorator
 
     @classmethod
@@ -155,7 +155,9 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         return {
             "jsonrpc": "2.0",
             "consumer": cls.__name__,
-            "methods": [_describe(spec, transports=True) for spec in specs if not spec.is_notification],
+            "methods": [
+                _describe(spec, transports=True) for spec in specs if not spec.is_notification
+            ],
             "notifications": [_describe(spec) for spec in specs if spec.is_notification],
         }
 
@@ -211,7 +213,12 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         """Handle one frame; never raises for anything a client sends."""
         text = text_data if text_data is not None else _utf8_or_none(bytes_data)
         if text is None:
-            await self._send_error(None, error_object(JsonRpcErrorCode.PARSE_ERROR, data={"error": "frame is not UTF-8 text"}))
+            await self._send_error(
+                None,
+                error_object(
+                    JsonRpcErrorCode.PARSE_ERROR, data={"error": "frame is not UTF-8 text"}
+                ),
+            )
             return
         config = get_config()
         message = parse(text, config.limits)
@@ -272,17 +279,22 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         self, request: Request, spec: MethodSpec, body: str, config: RpcConfig, batch: Batch | None
     ) -> str | None:
         try:
-            pending = self._pending.open(request.id, spec.name, config.timeout_for(spec.timeout), batch)
+            pending = self._pending.open(
+                request.id, spec.name, config.timeout_for(spec.timeout), batch
+            )
         except DuplicateId:
             field = "Request ID is already in use by a pending request"
             return self._local_answer(request.id, _invalid_request(field), batch)
         except TooManyInFlight as exc:
-            error = error_object(JsonRpcErrorCode.SERVER_BUSY, data={"limit": exc.args[0], "reason": "too many calls in flight on this connection"})
-            return self._local_answer(request.id, error, batch)
-        error = await self._send_call(spec, body, pending.token, pending.timeout, config)
-        if error is not None:
+            reason = "too many calls in flight on this connection"
+            busy = error_object(
+                JsonRpcErrorCode.SERVER_BUSY, data={"limit": exc.args[0], "reason": reason}
+            )
+            return self._local_answer(request.id, busy, batch)
+        failure = await self._send_call(spec, body, pending.token, pending.timeout, config)
+        if failure is not None:
             self._pending.take(pending.token)
-            return pending.route(error_frame(pending.id_json, encode_error(error)))
+            return pending.route(error_frame(pending.id_json, encode_error(failure)))
         if pending.timeout is not None:
             loop = asyncio.get_running_loop()
             when = loop.time() + pending.timeout + config.reply_grace
@@ -297,7 +309,12 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
             logger.warning("notification %r dropped: %s", request.method, error["message"])
 
     async def _send_call(
-        self, spec: MethodSpec, body: str, token: int | None, timeout: float | None, config: RpcConfig
+        self,
+        spec: MethodSpec,
+        body: str,
+        token: int | None,
+        timeout: float | None,
+        config: RpcConfig,
     ) -> dict[str, Any] | None:
         """Put a call on its queue; returns the error to answer with if that failed."""
         queue = spec.queue or config.default_queue
@@ -316,10 +333,14 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         try:
             await self.channel_layer.send(queue, call.to_message())
         except ChannelFull:
-            return error_object(JsonRpcErrorCode.SERVER_BUSY, data={"queue": queue, "reason": "queue is full"})
+            return error_object(
+                JsonRpcErrorCode.SERVER_BUSY, data={"queue": queue, "reason": "queue is full"}
+            )
         except Exception as exc:
             logger.error("could not enqueue %r on %s: %s", spec.name, queue, exc)
-            return error_object(JsonRpcErrorCode.SERVICE_UNAVAILABLE, data={"reason": "channel layer unavailable"})
+            return error_object(
+                JsonRpcErrorCode.SERVICE_UNAVAILABLE, data={"reason": "channel layer unavailable"}
+            )
         return None
 
     # ----------------------------------------------------------------------------------------
@@ -335,7 +356,11 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
             return  # answered already (deadline) or from before this connection: drop
         _cancel_timer(pending)
         ok, body = message["ok"], message["body"]
-        frame = error_frame(pending.id_json, body) if not ok else await self._result_frame(pending, body)
+        frame = (
+            error_frame(pending.id_json, body)
+            if not ok
+            else await self._result_frame(pending, body)
+        )
         out = pending.route(frame)
         if out is not None:
             await self.send(text_data=out)
@@ -346,7 +371,9 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
 
     async def notify_channel(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to this connection's client."""
-        await self.send(text_data=notification_frame(method, params, encoder=self.json_encoder_class))
+        await self.send(
+            text_data=notification_frame(method, params, encoder=self.json_encoder_class)
+        )
 
     def _expire(self, token: int) -> None:
         pending = self._pending.take(token)
@@ -391,17 +418,28 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
                 continue
             data = await _run_hook(hook, data, self)
             if data is None:
-                raise JsonRpcError(None, JsonRpcErrorCode.INVALID_REQUEST, message="Request rejected by middleware")
+                raise JsonRpcError(
+                    None, JsonRpcErrorCode.INVALID_REQUEST, message="Request rejected by middleware"
+                )
         if data is request.data:
             return request, text
         checked = validate(data, config.limits)
         if isinstance(checked, Rejection):
-            raise JsonRpcError(None, checked.error["code"], checked.error.get("data"), message=checked.error["message"])
+            raise JsonRpcError(
+                None,
+                checked.error["code"],
+                checked.error.get("data"),
+                message=checked.error["message"],
+            )
         return checked, None
 
     async def _result_frame(self, pending: Pending, body: str) -> str:
         frame = '{"jsonrpc":"2.0","id":' + pending.id_json + ',"result":' + body + "}"
-        hooks = [m.process_response for m in reversed(self.middleware or ()) if hasattr(m, "process_response")]
+        hooks = [
+            m.process_response
+            for m in reversed(self.middleware or ())
+            if hasattr(m, "process_response")
+        ]
         if not hooks:
             return frame
         response = json.loads(frame)
@@ -526,7 +564,9 @@ async def _run_hook(hook: Callable[..., Any], data: Any, consumer: Any) -> Any:
         raise
     except Exception as exc:
         logger.exception("process_request of %r raised", hook)
-        raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR, message="Middleware error occurred") from exc
+        raise JsonRpcError(
+            None, JsonRpcErrorCode.INTERNAL_ERROR, message="Middleware error occurred"
+        ) from exc
 
 
 async def _maybe_await(value: Any) -> Any:

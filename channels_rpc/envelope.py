@@ -101,7 +101,9 @@ def response_message(call: int, ok: bool, body: str) -> dict[str, Any]:
     return {"type": RESPONSE, "v": VERSION, "call": call, "ok": ok, "body": body}
 
 
-def notification_frame(method: str, params: Any = None, *, encoder: type[json.JSONEncoder] | None = None) -> str:
+def notification_frame(
+    method: str, params: Any = None, *, encoder: type[json.JSONEncoder] | None = None
+) -> str:
     """A JSON-RPC notification as frame text (``params`` left out when None)."""
     payload: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params is not None:

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
+from channels_redis.utils import decode_hosts
 from redis.exceptions import NoScriptError
 
 __all__ = ["RedisChannelLayer"]
@@ -50,7 +51,8 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts=hosts, **kwargs)
-        self.hosts = [self._with_read_timeout(host) for host in self.hosts]
+        hosts_with_timeout = [self._with_read_timeout(host) for host in decode_hosts(hosts)]
+        self.hosts = hosts_with_timeout
 
     def _with_read_timeout(self, host: dict[str, Any]) -> dict[str, Any]:
         minimum = self.brpop_timeout + READ_TIMEOUT_MARGIN

@@ -30,15 +30,24 @@ class RpcMiddleware(Protocol):
 class LoggingMiddleware:
     """Logs each call (INFO) and each successful response with its round-trip time (DEBUG)."""
 
-    def __init__(self, logger_name: str = "channels_rpc.middleware", *, log_params: bool = False) -> None:
+    def __init__(
+        self, logger_name: str = "channels_rpc.middleware", *, log_params: bool = False
+    ) -> None:
         self.logger = logging.getLogger(logger_name)
         self.log_params = log_params
-        self._started: weakref.WeakKeyDictionary[Any, dict[str, float]] = weakref.WeakKeyDictionary()
+        self._started: weakref.WeakKeyDictionary[Any, dict[str, float]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def process_request(self, data: dict[str, Any], consumer: Any) -> dict[str, Any]:
-        rpc_id = data["id"] if "id" in data else "notification"
+        rpc_id = data.get("id", "notification")
         if self.log_params:
-            self.logger.info("RPC call: method=%r id=%r params=%r", data.get("method"), rpc_id, data.get("params"))
+            self.logger.info(
+                "RPC call: method=%r id=%r params=%r",
+                data.get("method"),
+                rpc_id,
+                data.get("params"),
+            )
         else:
             self.logger.info("RPC call: method=%r id=%r", data.get("method"), rpc_id)
         if "id" in data:

@@ -216,9 +216,7 @@ def _dispatch_shape(document: Any, limits: RpcLimits, check_params: bool) -> Mes
 
 
 def _invalid(field: str, rpc_id: JsonId = None) -> Rejection:
-    return Rejection(
-        error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"field": field}), rpc_id
-    )
+    return Rejection(error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"field": field}), rpc_id)
 
 
 def _valid_id(value: Any) -> bool:
@@ -234,38 +232,52 @@ def validate(obj: Any, limits: RpcLimits, *, check_params: bool = True) -> Reque
     """
     if not isinstance(obj, dict):
         return _invalid(f"Request must be an object, got {_json_type(obj)}")
-    has_id = "id" in obj
+    rejection = (
+        _id_problem(obj) or _member_problem(obj) or _limit_problem(obj, limits, check_params)
+    )
+    if rejection is not None:
+        return rejection
+    return Request(obj["method"], obj.get("params", {}), obj.get("id"), "id" not in obj, obj)
+
+
+def _id_problem(obj: dict[str, Any]) -> Rejection | None:
     rpc_id = obj.get("id")
     if not _valid_id(rpc_id):
         return _invalid(f"'id' must be a string, number or null, got {_json_type(rpc_id)}")
-    if has_id and len(str(rpc_id)) > MAX_ID_LENGTH:
-        return Rejection(
-            error_object(
-                JsonRpcErrorCode.INVALID_REQUEST,
-                f"Request ID too long (max: {MAX_ID_LENGTH} chars)",
-            )
-        )
+    if "id" in obj and len(str(rpc_id)) > MAX_ID_LENGTH:
+        message = f"Request ID too long (max: {MAX_ID_LENGTH} chars)"
+        return Rejection(error_object(JsonRpcErrorCode.INVALID_REQUEST, message))
+    return None
+
+
+def _member_problem(obj: dict[str, Any]) -> Rejection | None:
+    """``jsonrpc``, ``method`` and ``params``; the id is known to be valid by now."""
+    rpc_id = obj.get("id")
     version = obj.get("jsonrpc")
     if version != "2.0" or not isinstance(version, str):
-        shown = version if isinstance(version, (str, int, float, type(None))) else _json_type(version)
-        return Rejection(
-            error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"version": _clip(shown)}), rpc_id
+        shown = (
+            version if isinstance(version, (str, int, float, type(None))) else _json_type(version)
         )
-    method = obj.get("method")
+        error = error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"version": _clip(shown)})
+        return Rejection(error, rpc_id)
     if "method" not in obj:
         return _invalid("Missing required 'method' field", rpc_id)
-    if not isinstance(method, str):
-        return _invalid(f"'method' must be a string, got {_python_type(method)}", rpc_id)
+    if not isinstance(obj["method"], str):
+        return _invalid(f"'method' must be a string, got {_python_type(obj['method'])}", rpc_id)
     params = obj.get("params", {})
     if not isinstance(params, (list, dict)):
         return _invalid(f"'params' must be an array or an object, got {_json_type(params)}", rpc_id)
-    if len(method) > limits.max_method_name_length:
+    return None
+
+
+def _limit_problem(obj: dict[str, Any], limits: RpcLimits, check_params: bool) -> Rejection | None:
+    rpc_id, has_id = obj.get("id"), "id" in obj
+    if len(obj["method"]) > limits.max_method_name_length:
         return _over_limit("method_name_length", limits.max_method_name_length, rpc_id, has_id)
-    if check_params:
-        violation = params_violation(params, limits)
-        if violation is not None:
-            return _over_limit(*violation, rpc_id, has_id)
-    return Request(method, params, rpc_id, not has_id, obj)
+    violation = params_violation(obj.get("params", {}), limits) if check_params else None
+    if violation is not None:
+        return _over_limit(*violation, rpc_id, has_id)
+    return None
 
 
 def _over_limit(limit_type: str, limit: int, rpc_id: JsonId, has_id: bool) -> Rejection:

@@ -12,6 +12,7 @@ this process has not seen it yet.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import math
@@ -87,9 +88,7 @@ class MethodSpec:
                 else self.signature.bind(**params)
             )
         except TypeError as exc:
-            raise JsonRpcError(
-                None, JsonRpcErrorCode.INVALID_PARAMS, {"error": str(exc)}
-            ) from None
+            raise JsonRpcError(None, JsonRpcErrorCode.INVALID_PARAMS, {"error": str(exc)}) from None
         return bound.args, bound.kwargs
 
     def info(self) -> MethodInfo:
@@ -240,11 +239,13 @@ def protect(func: Callable[..., Any], permissions: tuple[str, ...]) -> None:
 
 
 def _remember_registration(func: Callable[..., Any], table: MethodTable, spec: MethodSpec) -> None:
-    registrations = (*getattr(func, _REGISTRATIONS_ATTR, ()), (table, spec.name, spec.is_notification))
-    try:
+    registrations = (
+        *getattr(func, _REGISTRATIONS_ATTR, ()),
+        (table, spec.name, spec.is_notification),
+    )
+    # A builtin or slotted callable takes no attributes: it can be protected before, not after.
+    with contextlib.suppress(AttributeError, TypeError):
         setattr(func, _REGISTRATIONS_ATTR, registrations)
-    except (AttributeError, TypeError):
-        pass  # a builtin or a slotted callable: it cannot be protected afterwards, only before
 
 
 def _checked_name(name: Any) -> str:

@@ -14,6 +14,7 @@ they survive (the in-memory layer) or repair (channels-redis' backup queue).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -60,7 +61,9 @@ class WorkerRuntime:
         """Start pulling from every queue in ``queues`` not served yet."""
         for queue in queues:
             if queue not in self._pullers and not self._stopping.is_set():
-                self._pullers[queue] = asyncio.create_task(self._pull(queue), name=f"rpc-pull:{queue}")
+                self._pullers[queue] = asyncio.create_task(
+                    self._pull(queue), name=f"rpc-pull:{queue}"
+                )
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest."""
@@ -126,7 +129,5 @@ class WorkerRuntime:
         self.handled += 1
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        except asyncio.TimeoutError:
-            pass

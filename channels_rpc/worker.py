@@ -49,7 +49,9 @@ logger = logging.getLogger("channels_rpc.worker")
 class CallerChannel:
     """``ctx.consumer`` in a worker: pushes to the connection a call came from."""
 
-    def __init__(self, layer: Any, channel_name: str, encoder: type[json.JSONEncoder] | None) -> None:
+    def __init__(
+        self, layer: Any, channel_name: str, encoder: type[json.JSONEncoder] | None
+    ) -> None:
         self.channel_layer = layer
         self.channel_name = channel_name
         self._encoder = encoder
@@ -176,7 +178,9 @@ class CallHandler:
         try:
             await self.layer.send(channel, message)
         except ChannelFull:
-            logger.warning("reply channel %s is full; the caller will get a deadline error", channel)
+            logger.warning(
+                "reply channel %s is full; the caller will get a deadline error", channel
+            )
         except Exception as exc:
             logger.warning("could not send a reply to %s: %s", channel, exc)
 
@@ -203,7 +207,8 @@ def _stopped() -> Outcome:
 def _default_encoder() -> type[json.JSONEncoder]:
     from django.core.serializers.json import DjangoJSONEncoder
 
-    return DjangoJSONEncoder
+    encoder: type[json.JSONEncoder] = DjangoJSONEncoder
+    return encoder
 
 
 def _worker_scope(portable: Mapping[str, Any]) -> dict[str, Any]:

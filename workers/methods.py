@@ -44,14 +44,17 @@ def add_note(text: str) -> dict[str, Any]:
 
 @RpcConsumer.rpc_method()
 def count_notes() -> int:
-    return Note.objects.count()
+    count: int = Note.objects.count()
+    return count
 
 
 @RpcConsumer.rpc_method()
 async def divide(a: float, b: float) -> float:
     """Raises for b == 0: the caller gets an error, the worker carries on."""
     if b == 0:
-        raise JsonRpcError(None, JsonRpcErrorCode.INVALID_PARAMS, {"field": "b", "error": "must not be 0"})
+        raise JsonRpcError(
+            None, JsonRpcErrorCode.INVALID_PARAMS, {"field": "b", "error": "must not be 0"}
+        )
     return a / b
 
 

@@ -1,7 +1,7 @@
 """Settings of the reference project: embedded by default, distributed when REDIS_URL is set.
 
-    REDIS_URL unset    in-memory channel layer; methods run inside the daphne process
-    REDIS_URL=redis:// channels_rpc's Redis layer; methods run in `rpcworker` processes
+REDIS_URL unset    in-memory channel layer; methods run inside the daphne process
+REDIS_URL=redis:// channels_rpc's Redis layer; methods run in `rpcworker` processes
 """
 
 from __future__ import annotations

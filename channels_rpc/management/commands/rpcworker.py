@@ -28,7 +28,7 @@ from channels_rpc.worker import build_runtime
 logger = logging.getLogger("channels_rpc.worker")
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]
     help = "Run RPC methods from channel-layer queues (all registered queues by default)."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -83,7 +83,10 @@ async def _serve(layer: Any, queues: list[str], concurrency: int, grace: float) 
         loop.add_signal_handler(signum, stop.set)
     runtime.serve(queues)
     logger.info(
-        "rpcworker ready: pid=%d queues=%s concurrency=%d", os.getpid(), ",".join(queues), concurrency
+        "rpcworker ready: pid=%d queues=%s concurrency=%d",
+        os.getpid(),
+        ",".join(queues),
+        concurrency,
     )
     sys.stderr.flush()
     await stop.wait()
