@@ -5,10 +5,12 @@ timeout, or -32000 for any other exception; nothing a method raises escapes to t
 Cancellation is the one exception that is not turned into an outcome: it belongs to whoever
 cancelled the task (a shutdown, a cancelled call), which answers for it.
 
-Async methods are cancelled at their deadline. Sync methods run in worker threads through the
-``run_sync`` callable the adapter supplies (it adds Django's database connection hygiene); a
-thread cannot be interrupted, so at the deadline the call is answered and the thread is left to
-finish on its own, its result discarded.
+Async methods are cancelled at their deadline, the asyncio way: the method sees one
+``CancelledError`` and may still await in its ``finally`` blocks (an anyio cancel scope would
+cancel those awaits too, which asyncio code does not expect). Sync methods run in worker threads
+through the ``run_sync`` callable the adapter supplies (it adds Django's database connection
+hygiene); a thread cannot be interrupted, so at the deadline the call is answered and the thread
+is left to finish on its own, its result discarded.
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ import functools
 import inspect
 import json
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # the same context manager, as it was before it joined asyncio in 3.11
+    from async_timeout import timeout as _timeout
 
 from channels_rpc.context import RpcContext
 from channels_rpc.envelope import Call
@@ -129,15 +135,22 @@ class Executor:
         kwargs: dict[str, Any],
         remaining: float | None,
     ) -> Any:
-        with anyio.move_on_after(remaining) as scope:
-            if spec.is_async:
-                return await spec.func(*args, **kwargs)
-            result = await self._run_sync(functools.partial(spec.func, *args, **kwargs))
-            # A sync callable may still hand back an awaitable (a partial of a coroutine function).
-            return await result if inspect.isawaitable(result) else result
-        if scope.cancelled_caught:
-            raise _TimedOut
-        raise AssertionError("unreachable: the scope only exits early by timing out")
+        deadline = None if remaining is None else time.monotonic() + remaining
+        try:
+            async with _timeout(remaining):
+                return await self._call(spec, args, kwargs)
+        except TimeoutError:
+            # Ours only if the deadline passed: a method may raise TimeoutError of its own.
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _TimedOut from None
+            raise
+
+    async def _call(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if spec.is_async:
+            return await spec.func(*args, **kwargs)
+        result = await self._run_sync(functools.partial(spec.func, *args, **kwargs))
+        # A sync callable may still hand back an awaitable (a partial of a coroutine function).
+        return await result if inspect.isawaitable(result) else result
 
     def _notify_failed(
         self, call: Call, context: RpcContext, error: BaseException, started: float

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
 import django
 import pytest
@@ -37,3 +37,13 @@ async def embedded_worker() -> AsyncIterator[None]:
     """Stops the embedded worker a test's connections started, inside the test's event loop."""
     yield
     await embedded.shutdown()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # Fixtures read the outcome (``item.rep_call``) to attach process logs to failures.
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -66,7 +66,7 @@ CHANNELS_RPC = {
     "MAX_IN_FLIGHT": int(os.environ.get("RPC_MAX_IN_FLIGHT", "64")),
 }
 
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},

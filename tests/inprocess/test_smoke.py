@@ -22,5 +22,9 @@ async def test_round_trip_through_the_embedded_worker() -> None:
     connected, _ = await communicator.connect()
     assert connected
     await communicator.send_json_to({"jsonrpc": "2.0", "method": "add", "params": [1, 2], "id": 1})
-    assert await communicator.receive_json_from(timeout=3) == {"jsonrpc": "2.0", "id": 1, "result": 3}
+    assert await communicator.receive_json_from(timeout=3) == {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": 3,
+    }
     await communicator.disconnect()

@@ -1,0 +1,89 @@
+"""Queues on Redis hand each request to exactly one worker, and idle processes stay alive."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from redis.asyncio import Redis as AsyncRedis
+
+from tests.integration.client import RpcSocket
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.anyio
+
+ClusterFactory = Callable[..., Cluster]
+CALLS, CONNECTIONS, WINDOW = 20_000, 10, 100
+
+
+@pytest.fixture
+async def redis_client(redis_server: object) -> AsyncIterator[AsyncRedis]:
+    client = AsyncRedis.from_url(redis_server.url)  # type: ignore[attr-defined]
+    yield client
+    await client.aclose()
+
+
+async def _drive(sock: RpcSocket, tokens: list[str]) -> None:
+    """Keep ``WINDOW`` calls in flight on one connection until every token was sent."""
+    window = asyncio.Semaphore(WINDOW)
+
+    async def one(token: str) -> None:
+        async with window:
+            await sock.request("record", [token], rpc_id=token)
+            await sock.wait_for([token], timeout=60)
+
+    await asyncio.gather(*(one(token) for token in tokens))
+
+
+async def test_three_workers_execute_each_of_20000_calls_exactly_once(
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis
+) -> None:
+    cluster = cluster_factory(frontends=1, workers=3)
+    socks = [await RpcSocket.connect(cluster.url()) for _ in range(CONNECTIONS)]
+    tokens = [uuid.uuid4().hex for _ in range(CALLS)]
+    shares = [tokens[i::CONNECTIONS] for i in range(CONNECTIONS)]
+    started = time.monotonic()
+    await asyncio.gather(*(_drive(sock, share) for sock, share in zip(socks, shares, strict=True)))
+    elapsed = time.monotonic() - started
+
+    answers = [sock.answers for sock in socks]
+    results = [a.response.get("result") for per_sock in answers for a in per_sock.values()]
+    executions = await redis_client.hgetall(cluster.counter_key("executions"))
+    counts = Counter(int(n) for n in executions.values())
+    by_worker = Counter(results)
+    print(
+        f"\n{CALLS} calls, 3 workers, {CONNECTIONS} connections x {WINDOW} in flight: "
+        f"{elapsed:.1f} s ({CALLS / elapsed:.0f} calls/s); executions per id {dict(counts)}; "
+        f"per worker {sorted(by_worker.values())}"
+    )
+    assert len(results) == CALLS  # every reply arrived...
+    assert None not in results  # ...and none is an error
+    assert len(executions) == CALLS  # every id ran...
+    assert counts == {1: CALLS}  # ...exactly once
+    assert set(by_worker) == {w.pid for w in cluster.workers}  # all three took work
+    for sock in socks:
+        await sock.close()
+
+
+async def test_idle_frontend_and_worker_survive_30_seconds(cluster_factory: ClusterFactory) -> None:
+    cluster = cluster_factory(frontends=1, workers=1)
+    worker, frontend = cluster.workers[0], cluster.frontends[0]
+    sock = await RpcSocket.connect(cluster.url())
+    assert (await sock.call("pid"))["result"] == worker.pid
+    # The point of this test is time passing with nothing to do: redis-py 8's default 5 s read
+    # timeout used to kill idle receivers (front-end reply channel and worker queue) every 5 s.
+    await asyncio.sleep(30)
+    assert sock.open
+    assert (await sock.call("pid"))["result"] == worker.pid
+    fresh = await RpcSocket.connect(cluster.url())
+    assert (await fresh.call("pid"))["result"] == worker.pid
+    assert worker.alive
+    assert frontend.alive
+    for proc in (worker, frontend):
+        assert "Traceback" not in proc.output(), proc.output()[-3000:]
+    await sock.close()
+    await fresh.close()

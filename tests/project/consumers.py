@@ -1,0 +1,96 @@
+"""Endpoints of the test project: /ws/test/ (behaviour probes) and /ws/spec/ (JSON-RPC vectors)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any
+
+from channels_rpc import AsyncJsonRpcWebsocketConsumer
+from tests.project import counters
+
+
+class ProbeConsumer(AsyncJsonRpcWebsocketConsumer):
+    pass
+
+
+class SpecConsumer(AsyncJsonRpcWebsocketConsumer):
+    """The methods the JSON-RPC 2.0 specification's examples assume."""
+
+
+@ProbeConsumer.rpc_method()
+async def pid() -> int:
+    return os.getpid()
+
+
+@ProbeConsumer.rpc_method()
+async def sleep(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@ProbeConsumer.rpc_method(timeout=1.0)
+async def slow(seconds: float) -> float:
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await counters.incr("slow-finally")
+    return seconds
+
+
+@ProbeConsumer.rpc_method(timeout=1.0)
+def sync_slow(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+@ProbeConsumer.rpc_method()
+async def record(token: str) -> int:
+    """Count one execution of ``token``; returns the pid that ran it."""
+    await counters.hincr("executions", token)
+    return os.getpid()
+
+
+@ProbeConsumer.rpc_method()
+async def hold(seconds: float) -> int:
+    """Mark this worker as busy, then sleep: tests wait for the mark before killing it."""
+    await counters.incr(f"started:{os.getpid()}")
+    await asyncio.sleep(seconds)
+    return os.getpid()
+
+
+@ProbeConsumer.rpc_method(queue="rpc.narrow", timeout=1.0)
+async def narrow(seconds: float) -> float:
+    await asyncio.sleep(seconds)
+    return seconds
+
+
+@SpecConsumer.rpc_method()
+async def subtract(minuend: float, subtrahend: float) -> float:
+    return minuend - subtrahend
+
+
+@SpecConsumer.rpc_method("sum")
+async def sum_(*numbers: float) -> float:
+    return sum(numbers)
+
+
+@SpecConsumer.rpc_method()
+async def get_data() -> list[Any]:
+    return ["hello", 5]
+
+
+@SpecConsumer.rpc_notification()
+async def update(*args: Any) -> None:
+    await counters.incr("update")
+
+
+@SpecConsumer.rpc_notification()
+async def notify_hello(*args: Any) -> None:
+    await counters.incr("notify_hello")
+
+
+@SpecConsumer.rpc_notification()
+async def notify_sum(*args: Any) -> None:
+    await counters.incr("notify_sum")
