@@ -73,7 +73,7 @@ class Proc:
     def wait_for(
         self, pattern: str, timeout: float = STARTUP_TIMEOUT, start: int = 0
     ) -> re.Match[str]:
-        """The first output line from ``start`` on matching ``pattern``; fails on exit or timeout."""
+        """The first line from ``start`` on matching ``pattern``; fails on exit or timeout."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         index = start

@@ -94,3 +94,8 @@ async def notify_hello(*args: Any) -> None:
 @SpecConsumer.rpc_notification()
 async def notify_sum(*args: Any) -> None:
     await counters.incr("notify_sum")
+
+
+@SpecConsumer.rpc_notification()
+async def notify_fail() -> None:
+    raise RuntimeError("a notification that fails is logged, never answered")
