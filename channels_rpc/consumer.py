@@ -38,6 +38,7 @@ from channels_rpc.protocol import (
     encode_id,
     error_frame,
     parse,
+    result_frame,
     validate,
 )
 from channels_rpc.registry import MethodInfo, MethodSpec
@@ -337,9 +338,11 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
                 JsonRpcErrorCode.SERVER_BUSY, data={"queue": queue, "reason": "queue is full"}
             )
         except Exception as exc:
+            # Like a full queue, a layer that cannot take the call now is a "try again later".
             logger.error("could not enqueue %r on %s: %s", spec.name, queue, exc)
             return error_object(
-                JsonRpcErrorCode.SERVICE_UNAVAILABLE, data={"reason": "channel layer unavailable"}
+                JsonRpcErrorCode.SERVER_BUSY,
+                data={"queue": queue, "reason": "channel layer unavailable"},
             )
         return None
 
@@ -434,7 +437,7 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         return checked, None
 
     async def _result_frame(self, pending: Pending, body: str) -> str:
-        frame = '{"jsonrpc":"2.0","id":' + pending.id_json + ',"result":' + body + "}"
+        frame = result_frame(pending.id_json, body)
         hooks = [
             m.process_response
             for m in reversed(self.middleware or ())

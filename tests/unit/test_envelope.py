@@ -77,7 +77,7 @@ def test_scope_is_copied_into_a_plain_dict() -> None:
 def test_other_versions_are_refused(version: Any) -> None:
     message = make_call().to_message()
     message["v"] = version
-    with pytest.raises(EnvelopeError, match="unsupported rpc.request version"):
+    with pytest.raises(EnvelopeError, match=r"unsupported rpc\.request version"):
         Call.from_message(message)
 
 

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -74,8 +75,6 @@ def _warn_about(layer: Any) -> None:
 
 
 async def _serve(layer: Any, queues: list[str], concurrency: int, grace: float) -> None:
-    from dataclasses import replace
-
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,0 +1,109 @@
+"""channels_rpc.layers.RedisChannelLayer against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from channels.exceptions import ChannelFull
+from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
+
+from channels_rpc.layers import RedisChannelLayer
+from tests.integration.harness import Redis
+
+pytestmark = pytest.mark.anyio
+
+
+def make_layer(redis: Redis, **config: Any) -> RedisChannelLayer:
+    return RedisChannelLayer(hosts=[redis.url], prefix=f"t{uuid.uuid4().hex[:8]}", **config)
+
+
+@pytest.fixture
+async def layer(redis_server: Redis) -> AsyncIterator[RedisChannelLayer]:
+    layer = make_layer(redis_server, capacity=10_000)
+    yield layer
+    await layer.flush()
+
+
+async def test_competing_receivers_get_each_message_exactly_once(
+    redis_server: Redis, layer: RedisChannelLayer
+) -> None:
+    # Three layer instances stand for three worker processes (separate pools, separate loops of
+    # receive), all popping one queue while messages are sent.
+    receivers = [make_layer(redis_server) for _ in range(3)]
+    for receiver in receivers:
+        receiver.prefix = layer.prefix
+    total = 3000
+    seen: Counter[int] = Counter()
+    done = asyncio.Event()
+
+    async def drain(receiver: RedisChannelLayer) -> None:
+        while not done.is_set():
+            message = await receiver.receive_within("rpc.queue", 0.2)
+            if message is not None:
+                seen[message["n"]] += 1
+                if sum(seen.values()) >= total:
+                    done.set()
+
+    tasks = [asyncio.create_task(drain(receiver)) for receiver in receivers]
+    for n in range(total):
+        await layer.send("rpc.queue", {"type": "rpc.request", "n": n})
+    await asyncio.wait_for(done.wait(), 30)
+    await asyncio.gather(*tasks)
+    assert sorted(seen) == list(range(total))
+    assert set(seen.values()) == {1}
+    for receiver in receivers:
+        await receiver.close_pools()
+
+
+async def test_send_raises_channel_full_at_capacity(redis_server: Redis) -> None:
+    layer = make_layer(redis_server, capacity=3)
+    for n in range(3):
+        await layer.send("rpc.small", {"type": "x", "n": n})
+    with pytest.raises(ChannelFull):
+        await layer.send("rpc.small", {"type": "x", "n": 3})
+    assert (await layer.receive("rpc.small"))["n"] == 0  # FIFO; room for one more now
+    await layer.send("rpc.small", {"type": "x", "n": 4})
+    await layer.flush()
+
+
+async def test_receive_within_returns_none_when_nothing_comes(layer: RedisChannelLayer) -> None:
+    assert await layer.receive_within("rpc.empty", 0.1) is None
+    with pytest.raises(ValueError, match="process-local"):
+        await layer.receive_within(await layer.new_channel(), 0.1)
+
+
+async def test_expired_messages_are_not_delivered(redis_server: Redis) -> None:
+    layer = make_layer(redis_server, expiry=1)
+    await layer.send("rpc.stale", {"type": "x"})
+    await asyncio.sleep(1.1)  # the subject of this test is time passing: expiry is 1 s
+    assert await layer.receive_within("rpc.stale", 0.1) is None
+    await layer.flush()
+
+
+async def test_process_local_channels_keep_working(layer: RedisChannelLayer) -> None:
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "rpc.response", "n": 1})
+    assert await layer.receive(channel) == {"type": "rpc.response", "n": 1}
+
+
+async def test_groups_are_unchanged(layer: RedisChannelLayer) -> None:
+    channel = await layer.new_channel()
+    await layer.group_add("watchers", channel)
+    await layer.group_send("watchers", {"type": "push", "n": 2})
+    assert await layer.receive(channel) == {"type": "push", "n": 2}
+
+
+def test_read_timeout_outlasts_the_blocking_pop(redis_server: Redis) -> None:
+    layer = make_layer(redis_server)
+    assert layer.hosts[0]["socket_timeout"] > layer.brpop_timeout
+    stock = StockRedisChannelLayer(hosts=[redis_server.url])
+    assert "socket_timeout" not in stock.hosts[0]  # redis-py's default: 5 s since redis-py 8
+    with pytest.raises(ValueError, match="socket_timeout"):
+        RedisChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": 5}])
+    unlimited = RedisChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": None}])
+    assert unlimited.hosts[0]["socket_timeout"] is None
