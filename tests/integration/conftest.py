@@ -3,6 +3,7 @@
 Which Redis: ``CHANNELS_RPC_TEST_REDIS_URL`` if set; else a private ``redis-server`` when it is
 installed; else a Redis answering on 127.0.0.1:6379; else (never under ``CI=true``) an
 in-process fakeredis TCP server, which speaks the protocol, Lua included.
+``CHANNELS_RPC_TEST_REDIS=fakeredis`` forces the last, to check that fallback on any machine.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
     log_dir = tmp_path_factory.mktemp("redis")
     in_ci = os.environ.get("CI", "").lower() == "true"
+    forced = os.environ.get("CHANNELS_RPC_TEST_REDIS", "")
     if url := os.environ.get("CHANNELS_RPC_TEST_REDIS_URL"):
         redis = Redis(url, "external")
+    elif forced == "fakeredis" and not in_ci:
+        redis = start_fakeredis()
     elif shutil.which("redis-server"):
         redis = start_redis_server(log_dir)
     elif reachable("127.0.0.1", 6379):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -339,6 +340,22 @@ async def test_async_method_is_cancelled_at_its_deadline() -> None:
         "message": "Internal Error: Method execution timed out after 0.2 seconds",
         "data": {"timeout": 0.2},
     }
+
+
+async def test_cancelled_method_may_still_await_in_its_finally_block() -> None:
+    cleanup: list[str] = []
+
+    async def tidy() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.01)
+            cleanup.append("released")
+
+    deadline, timeout = in_seconds(0.05)
+    outcome = await execute(tidy, call=make_call(deadline=deadline, timeout=timeout))
+    assert cleanup == ["released"]
+    assert decode(outcome)["code"] == -32603
 
 
 async def test_sync_method_past_its_deadline_is_answered_on_time() -> None:
