@@ -30,6 +30,7 @@ channel layer, which cannot cross processes, and "workers" with any other layer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
 
@@ -38,6 +39,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from channels_rpc.protocol import RpcLimits
+from channels_rpc.registry import valid_queue_name
 
 __all__ = ["RpcConfig", "RpcLimits", "get_config", "reset_config"]
 
@@ -98,9 +100,25 @@ def _positive_int(key: str, value: Any) -> int:
 
 
 def _seconds(key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be seconds >= 0, got {value!r}.")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be a finite number of seconds >= 0, got {value!r}."
+        )
     return float(value)
+
+
+def _queue(key: str, value: Any) -> str:
+    if not valid_queue_name(value):
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be a channel name of 1-99 ASCII letters, digits, '-', '_' "
+            f"or '.', got {value!r}."
+        )
+    return str(value)
 
 
 def _flag(key: str, value: Any) -> bool:
@@ -127,7 +145,7 @@ _CHECKS: Final = {
     "log_rpc_params": _flag,
     "sanitize_errors": _flag,
     "execution": _execution,
-    "default_queue": _name,
+    "default_queue": _queue,
     "default_timeout": _seconds,
     "max_in_flight": _positive_int,
     "reply_grace": _seconds,

@@ -18,13 +18,14 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
+from django.core.serializers.json import DjangoJSONEncoder
 
 from channels_rpc import embedded, registry, signals
 from channels_rpc.config import RpcConfig, get_config
@@ -75,6 +76,21 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
     # ----------------------------------------------------------------------------------------
     # Registration and introspection (the API of channels-rpc 1.0.1)
 
+    @overload
+    @classmethod
+    def rpc_method(cls, method_name: F) -> F: ...
+
+    @overload
+    @classmethod
+    def rpc_method(
+        cls,
+        method_name: str | None = None,
+        *,
+        websocket: bool = True,
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> Callable[[F], F]: ...
+
     @classmethod
     def rpc_method(
         cls,
@@ -83,13 +99,28 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         websocket: bool = True,
         timeout: float | None = None,
         queue: str | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Any:
         """Register a function as a method of this consumer class (not of its subclasses).
 
         ``timeout`` in seconds (None: ``DEFAULT_TIMEOUT``; 0: no limit), ``queue`` the channel
         its calls are enqueued on (None: ``DEFAULT_QUEUE``).
         """
         return cls._registrar(method_name, False, websocket, timeout, queue)
+
+    @overload
+    @classmethod
+    def rpc_notification(cls, notification_name: F) -> F: ...
+
+    @overload
+    @classmethod
+    def rpc_notification(
+        cls,
+        notification_name: str | None = None,
+        *,
+        websocket: bool = True,
+        timeout: float | None = None,
+        queue: str | None = None,
+    ) -> Callable[[F], F]: ...
 
     @classmethod
     def rpc_notification(
@@ -99,7 +130,7 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         websocket: bool = True,
         timeout: float | None = None,
         queue: str | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Any:
         """Register a function called by notifications (requests without an id, never answered)."""
         return cls._registrar(notification_name, True, websocket, timeout, queue)
 
@@ -242,6 +273,18 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
     ) -> str | None:
         """Dispatch one request; returns what to write now (an error, or a completed batch)."""
+        try:
+            return await self._dispatch_one(item, config, batch, text)
+        except Exception:
+            # A bug here must cost one call an answer, not the whole connection.
+            logger.exception("unexpected error while dispatching a request")
+            if isinstance(item, Request) and item.is_notification:
+                return None
+            return self._local_answer(item.id, error_object(JsonRpcErrorCode.INTERNAL_ERROR), batch)
+
+    async def _dispatch_one(
+        self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
+    ) -> str | None:
         if isinstance(item, Rejection):
             return self._local_answer(item.id, item.error, batch) if item.answer else None
         try:
@@ -273,7 +316,11 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
         user = self.scope.get("user")
         if user is None or not getattr(user, "is_authenticated", False):
             return False
-        allowed: bool = await database_sync_to_async(user.has_perms)(spec.permissions)
+        try:
+            allowed: bool = await database_sync_to_async(user.has_perms)(spec.permissions)
+        except Exception as exc:
+            logger.exception("permission check for %r failed", spec.name)
+            raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR) from exc
         return allowed
 
     async def _enqueue_call(
@@ -374,9 +421,8 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
 
     async def notify_channel(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to this connection's client."""
-        await self.send(
-            text_data=notification_frame(method, params, encoder=self.json_encoder_class)
-        )
+        encoder = self.json_encoder_class or DjangoJSONEncoder
+        await self.send(text_data=notification_frame(method, params, encoder=encoder))
 
     def _expire(self, token: int) -> None:
         pending = self._pending.take(token)
@@ -424,8 +470,7 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
                 raise JsonRpcError(
                     None, JsonRpcErrorCode.INVALID_REQUEST, message="Request rejected by middleware"
                 )
-        if data is request.data:
-            return request, text
+        # Validated again even when the same object comes back: it may have been changed in place.
         checked = validate(data, config.limits)
         if isinstance(checked, Rejection):
             raise JsonRpcError(

@@ -28,9 +28,20 @@ def ensure_worker(layer: Any, queues: Iterable[str]) -> WorkerRuntime:
     loop = asyncio.get_running_loop()
     runtime = _runtimes.get(loop)
     if runtime is None or runtime.layer is not layer:
+        if runtime is not None:  # the layer was replaced (tests reset CHANNEL_LAYERS)
+            _retire(runtime)
         runtime = _runtimes[loop] = build_runtime(layer)
     runtime.serve(queues)
     return runtime
+
+
+_retiring: set[asyncio.Task[None]] = set()
+
+
+def _retire(runtime: WorkerRuntime) -> None:
+    task = asyncio.create_task(runtime.stop(0.0))
+    _retiring.add(task)
+    task.add_done_callback(_retiring.discard)
 
 
 async def shutdown(grace: float = 0.0) -> None:

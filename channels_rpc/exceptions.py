@@ -67,6 +67,10 @@ def _base_message(code: int) -> str:
     return "Server Error" if -32099 <= code <= -32000 else "Error"
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _detailed_message(code: int, data: Any) -> str:
     """The base message, extended from ``data`` by the rules of channels-rpc 1.0.1."""
     message = _base_message(code)
@@ -85,8 +89,9 @@ def _detailed_message(code: int, data: Any) -> str:
         limit_type = data.get("limit_type", "unknown")
         limit = data.get("limit", "unknown")
         return f"{message}: {limit_type} exceeds limit of {limit}"
-    if code == JsonRpcErrorCode.INTERNAL_ERROR and "timeout" in data:
-        return f"{message}: Method execution timed out after {data['timeout']:.1f} seconds"
+    timeout = data.get("timeout")
+    if code == JsonRpcErrorCode.INTERNAL_ERROR and _is_number(timeout):
+        return f"{message}: Method execution timed out after {timeout:.1f} seconds"
     return message
 
 

@@ -14,22 +14,32 @@ things and keeps everything else (groups, process-local channels, capacities, ex
   the same as the pop, so stock idle receivers die every 5 s (channels_redis#422); with no
   timeout at all a dead server would hang them forever.
 
-Process-local channels (reply channels of front-ends) keep the stock receive path: only one
-process reads them, and its backup queue protects replies when a consumer's receive is cancelled.
+Process-local channels (the reply channels of front-ends) share one Redis key per process. Stock
+channels-redis pops it from whichever consumer happens to be receiving and cancels that pop when
+the consumer's connection closes, guarded by a backup queue (four commands per message). Here one
+long-lived reader per process pops it and sorts messages into per-channel buffers: one command
+per message, and a closing connection cancels only its wait on a buffer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import time
+import weakref
+from collections.abc import Sequence
 from typing import Any, Final
 
 from channels.exceptions import ChannelFull
+from channels_redis.core import BoundedQueue
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.utils import decode_hosts
 from redis.exceptions import NoScriptError
 
 __all__ = ["RedisChannelLayer"]
+
+logger = logging.getLogger("channels_rpc.layers")
 
 # KEYS[1] channel key; ARGV: message, now, expired-before, capacity, expiry.
 _SEND_SCRIPT: Final = """
@@ -51,6 +61,10 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts=hosts, **kwargs)
+        self._script_loaded: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Inbox]] = (
+            weakref.WeakKeyDictionary()
+        )
         hosts_with_timeout = [self._with_read_timeout(host) for host in decode_hosts(hosts)]
         self.hosts = hosts_with_timeout
 
@@ -82,32 +96,67 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
             int(self.expiry),
         )
         key = self.prefix + target
+        if connection not in self._script_loaded:
+            # Loaded up front rather than on a NOSCRIPT error: fakeredis' TCP server drops the
+            # connection after an error reply (RESP3), and one round trip per pool is cheap.
+            await connection.script_load(_SEND_SCRIPT)
+            self._script_loaded.add(connection)
         try:
             added = await connection.evalsha(_SEND_SHA, 1, key, *args)
-        except NoScriptError:
+        except NoScriptError:  # Redis restarted and forgot it
             added = await connection.eval(_SEND_SCRIPT, 1, key, *args)
         if not added:
             raise ChannelFull()
 
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if "!" not in channel:
+            return (await self.receive_single(channel))[1]
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        assert self.non_local_name(channel).endswith(self.client_prefix + "!"), (
+            "Wrong client prefix"
+        )
+        inboxes = self._inboxes.setdefault(asyncio.get_running_loop(), {})
+        key = self.prefix + self.non_local_name(channel)
+        if key not in inboxes:
+            inboxes[key] = _Inbox(self, key)
+        return await inboxes[key].receive(channel)
+
+    async def close_pools(self) -> None:
+        for inboxes in list(self._inboxes.values()):
+            for inbox in inboxes.values():
+                await inbox.close()
+        self._inboxes.clear()
+        await super().close_pools()
+
     async def receive_single(self, channel: str) -> tuple[str, dict[str, Any]]:
         if "!" in channel:
-            result: tuple[str, dict[str, Any]] = await super().receive_single(channel)
-            return result
+            raise ValueError("process-local channels are read through receive()")
         while True:
-            message = await self._pop(channel, self.brpop_timeout)
+            message = await self._pop([channel], self.brpop_timeout)
             if message is not None:
                 return channel, message
 
-    async def receive_within(self, channel: str, timeout: float) -> dict[str, Any] | None:
-        """The next message of a normal channel, or None if none came within ``timeout``."""
-        if "!" in channel:
-            raise ValueError("receive_within() serves normal channels, not process-local ones")
-        assert self.require_valid_channel_name(channel, receive=True), "Channel name invalid"
-        return await self._pop(channel, timeout)
+    async def receive_within(
+        self, channels: str | Sequence[str], timeout: float
+    ) -> dict[str, Any] | None:
+        """The next message of any of these normal channels, or None after ``timeout`` seconds.
 
-    async def _pop(self, channel: str, timeout: float) -> dict[str, Any] | None:
-        connection = self.connection(self.consistent_hash(channel))
-        result = await connection.bzpopmin(self.prefix + channel, timeout=timeout)
+        One ``BZPOPMIN`` over all the channels' keys: the first non-empty one, in the order
+        given, yields its oldest message. The channels must live on one Redis host.
+        """
+        names = [channels] if isinstance(channels, str) else list(channels)
+        for name in names:
+            if "!" in name:
+                raise ValueError("receive_within() serves normal channels, not process-local ones")
+            assert self.require_valid_channel_name(name, receive=True), "Channel name invalid"
+        shards = {self.consistent_hash(name) for name in names}
+        if len(shards) != 1:
+            raise ValueError(f"{names} live on different Redis hosts; serve them separately")
+        return await self._pop(names, timeout)
+
+    async def _pop(self, channels: list[str], timeout: float) -> dict[str, Any] | None:
+        connection = self.connection(self.consistent_hash(channels[0]))
+        result = await connection.bzpopmin([self.prefix + c for c in channels], timeout=timeout)
         if result is None:
             return None
         _, member, score = result
@@ -115,3 +164,79 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
             return None  # expired while queued: dropped, as stock send would have done
         message: dict[str, Any] = self.deserialize(member)
         return message
+
+
+class _Inbox:
+    """Reads this process's one Redis key of process-local channels, for one event loop.
+
+    One task pops the key for as long as the loop runs and sorts messages into per-channel
+    buffers; ``receive()`` only waits on a buffer. Cancelling a receive (Channels does it when
+    a connection closes) therefore never cancels a pop that Redis may already have performed,
+    and a message needs one pop, with no backup queue. Buffers nobody reads for ``expiry``
+    seconds are dropped, as their messages would have expired in Redis.
+    """
+
+    def __init__(self, layer: RedisChannelLayer, key: str) -> None:
+        self.layer = layer
+        self.key = key
+        self.buffers: dict[str, BoundedQueue] = {}
+        self.waiting: dict[str, int] = {}
+        self.touched: dict[str, float] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.create_task(self._read(), name="channels_rpc-inbox")
+        buffer = self._buffer(channel)
+        self.waiting[channel] = self.waiting.get(channel, 0) + 1
+        try:
+            message: dict[str, Any] = await buffer.get()
+            return message
+        finally:
+            self.waiting[channel] -= 1
+            self.touched[channel] = time.monotonic()
+
+    def _buffer(self, channel: str) -> BoundedQueue:
+        if channel not in self.buffers:
+            self.buffers[channel] = BoundedQueue(self.layer.get_capacity(channel))
+            self.touched[channel] = time.monotonic()
+        return self.buffers[channel]
+
+    async def _read(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                connection = self.layer.connection(self.layer.consistent_hash(self.key))
+                result = await connection.bzpopmin(self.key, timeout=self.layer.brpop_timeout)
+            except Exception as exc:
+                logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if result is not None:
+                self._deliver(result)
+            self._evict_stale()
+
+    def _deliver(self, result: tuple[Any, bytes, float]) -> None:
+        _, member, score = result
+        if float(score) < time.time() - self.layer.expiry:
+            return
+        message = self.layer.deserialize(member)
+        channels = message.pop("__asgi_channel__")
+        for channel in channels if isinstance(channels, list) else [channels]:
+            self._buffer(channel).put_nowait(message)
+            self.touched[channel] = time.monotonic()
+
+    def _evict_stale(self) -> None:
+        cutoff = time.monotonic() - self.layer.expiry
+        for channel in [c for c, t in self.touched.items() if t < cutoff]:
+            if not self.waiting.get(channel):
+                self.buffers.pop(channel, None)
+                self.waiting.pop(channel, None)
+                del self.touched[channel]
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)

@@ -20,6 +20,8 @@ from typing import Any, Protocol
 
 __all__ = ["LoggingMiddleware", "RpcMiddleware"]
 
+_MAX_TIMED = 1024  # start times kept per connection
+
 
 class RpcMiddleware(Protocol):
     def process_request(self, data: dict[str, Any], consumer: Any) -> dict[str, Any] | None: ...
@@ -51,7 +53,10 @@ class LoggingMiddleware:
         else:
             self.logger.info("RPC call: method=%r id=%r", data.get("method"), rpc_id)
         if "id" in data:
-            self._started.setdefault(consumer, {})[repr(data["id"])] = time.monotonic()
+            started = self._started.setdefault(consumer, {})
+            if len(started) >= _MAX_TIMED:  # errors never reach process_response: forget the oldest
+                del started[next(iter(started))]
+            started[repr(data["id"])] = time.monotonic()
         return data
 
     def process_response(self, response: dict[str, Any], consumer: Any) -> dict[str, Any]:

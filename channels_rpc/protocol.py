@@ -130,8 +130,10 @@ _decoder = json.JSONDecoder(
     parse_constant=_no_constant,
 )
 
-# A string token (so brackets inside strings are skipped) or one bracket.
-_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+# A string token (so brackets inside strings are skipped) or one bracket. The closing quote is
+# optional so that an unterminated string is consumed once, to the end, instead of being
+# rescanned from each of its quotes (quadratic time on '"\\"\\"...').
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]')
 
 
 def _too_deep(text: str, openers: int, limit: int) -> bool:
@@ -288,7 +290,8 @@ def params_violation(params: Any, limits: RpcLimits) -> tuple[str, int] | None:
     """The first size limit ``params`` breaks, as ``(limit_type, limit)``, or None.
 
     Depth counts as in channels-rpc 1.0.1: ``params`` itself is at depth 0 and every list item,
-    object key and object value one level below its container.
+    object key and object value one level below its container. Values are visited in document
+    order (an explicit stack, not recursion), so the first violation is the one 1.0.1 reported.
     """
     stack: list[tuple[Any, int]] = [(params, 0)]
     while stack:
@@ -301,11 +304,11 @@ def params_violation(params: Any, limits: RpcLimits) -> tuple[str, int] | None:
         elif isinstance(value, list):
             if len(value) > limits.max_array_length:
                 return "array_length", limits.max_array_length
-            stack.extend((item, depth + 1) for item in value)
+            stack.extend((item, depth + 1) for item in reversed(value))
         elif isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((key, depth + 1))
+            for key, item in reversed(value.items()):
                 stack.append((item, depth + 1))
+                stack.append((key, depth + 1))
     return None
 
 
@@ -344,7 +347,7 @@ def encode_error(error: dict[str, Any]) -> str:
     """An error object as JSON text; data that is not JSON is dropped rather than failing."""
     try:
         return json.dumps(error, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         bare = {"code": error["code"], "message": str(error.get("message", ""))}
         return json.dumps(bare, separators=(",", ":"))
 

@@ -37,6 +37,7 @@ __all__ = [
     "register",
     "resolve_consumer",
     "table_of",
+    "valid_queue_name",
 ]
 
 #: Method names starting with this are reserved by the JSON-RPC 2.0 spec for extensions.
@@ -78,9 +79,17 @@ class MethodSpec:
     queue: str | None  # None: the configured default queue
     websocket: bool = True
     permissions: tuple[str, ...] = ()
+    context_name: str | None = None  # the parameter that receives the RpcContext
 
     def bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Match ``params`` to the signature, or raise -32602 saying what does not fit."""
+        if isinstance(params, dict) and self.context_name in params:
+            # Without this, a **kwargs method would accept it and then fail with a TypeError.
+            raise JsonRpcError(
+                None,
+                JsonRpcErrorCode.INVALID_PARAMS,
+                {"error": f"got an unexpected keyword argument {self.context_name!r}"},
+            )
         try:
             bound = (
                 self.signature.bind(*params)
@@ -203,8 +212,9 @@ def register(
         )
     signature = inspect.signature(func)
     accepts_context = _accepts_context(signature)
+    parameters = list(signature.parameters.values())
     if accepts_context:
-        signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+        signature = signature.replace(parameters=parameters[1:])
     spec = MethodSpec(
         name=name,
         func=func,
@@ -216,6 +226,7 @@ def register(
         queue=_checked_queue(name, queue),
         websocket=bool(websocket),
         permissions=tuple(getattr(func, _PERMISSIONS_ATTR, ())),
+        context_name=parameters[0].name if accepts_context else None,
     )
     table = table_of(cls, create=True)
     assert table is not None
@@ -270,15 +281,20 @@ def _checked_timeout(name: str, timeout: Any) -> float | None:
     return float(timeout)
 
 
+def valid_queue_name(name: Any) -> bool:
+    """Whether ``name`` can name a queue: a normal (not process-local) Channels channel name."""
+    return isinstance(name, str) and _QUEUE_NAME.fullmatch(name) is not None
+
+
 def _checked_queue(name: str, queue: Any) -> str | None:
     if queue is None:
         return None
-    if not isinstance(queue, str) or not _QUEUE_NAME.fullmatch(queue):
+    if not valid_queue_name(queue):
         raise RegistrationError(
             f"{name!r}: queue must be a channel name of 1-99 ASCII letters, digits, '-', '_' "
             f"or '.', got {queue!r}."
         )
-    return queue
+    return str(queue)
 
 
 def _accepts_context(signature: inspect.Signature) -> bool:

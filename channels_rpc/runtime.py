@@ -5,10 +5,12 @@ to one consumer, one at a time; a crashed worker then loses its whole backlog. T
 holds at most ``concurrency`` requests: the rest stay in the channel layer, where any other
 worker can take them.
 
-It needs only ``receive`` from the channel layer. A layer that offers ``receive_within(channel,
-timeout)`` (this package's Redis layer) is polled with it, so that stopping never cancels a pop
-that Redis may already have performed; other layers' ``receive`` is cancelled on stop, which
-they survive (the in-memory layer) or repair (channels-redis' backup queue).
+One puller serves every queue: it waits for a free slot, then for a message on whichever queue
+has one. (A puller per queue would park a slot on each idle queue.) A layer that offers
+``receive_within(channels, timeout)`` (this package's Redis layer: one multi-key ``BZPOPMIN``)
+is polled with it, so stopping never cancels a pop Redis may already have performed. Other layers
+are raced with one ``receive`` per queue and the losers cancelled, which they survive (the
+in-memory layer) or repair (channels-redis' backup queue).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -25,7 +28,7 @@ logger = logging.getLogger("channels_rpc.worker")
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
-#: How long one bounded receive waits before the loop checks whether it should stop.
+#: How long one bounded receive waits before the loop looks at its stop flag and queue list.
 POLL_SECONDS = 1.0
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 
@@ -43,7 +46,11 @@ class WorkerRuntime:
         self._handler = handler
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
-        self._pullers: dict[str, asyncio.Task[None]] = {}
+        self._queues: list[str] = []
+        self._queues_changed = asyncio.Event()
+        self._ready: deque[dict[str, Any]] = deque()  # won by a race but not yet started
+        self._puller: asyncio.Task[None] | None = None
+        self._awaiting_slot = False
         # asyncio keeps only weak references to tasks: without this set a running call can be
         # garbage-collected mid-flight and its reply silently lost.
         self._calls: set[asyncio.Task[None]] = set()
@@ -51,62 +58,102 @@ class WorkerRuntime:
 
     @property
     def queues(self) -> list[str]:
-        return sorted(self._pullers)
+        return sorted(self._queues)
 
     @property
     def in_flight(self) -> int:
         return len(self._calls)
 
     def serve(self, queues: Iterable[str]) -> None:
-        """Start pulling from every queue in ``queues`` not served yet."""
-        for queue in queues:
-            if queue not in self._pullers and not self._stopping.is_set():
-                self._pullers[queue] = asyncio.create_task(
-                    self._pull(queue), name=f"rpc-pull:{queue}"
-                )
+        """Also pull from every queue in ``queues`` (starting the loop on first use)."""
+        if self._stopping.is_set():
+            return
+        new = [queue for queue in queues if queue not in self._queues]
+        if new:
+            self._queues.extend(new)
+            self._queues_changed.set()
+        if self._puller is None and self._queues:
+            self._puller = asyncio.create_task(self._pull(), name="rpc-puller")
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest."""
         self._stopping.set()
-        pullers = list(self._pullers.values())
-        for task in pullers:
-            if not getattr(self.layer, "receive_within", None):
-                task.cancel()
-        await asyncio.gather(*pullers, return_exceptions=True)
-        if self._calls:
+        if self._puller is not None:
+            if self._awaiting_slot:  # every slot is busy: nothing to lose by cancelling
+                self._puller.cancel()
+            await asyncio.gather(self._puller, return_exceptions=True)
+        for message in self._ready:  # received, never started: run them like the others
+            self._start(message)
+        self._ready.clear()
+        if self._calls and grace > 0:
             logger.info("waiting up to %.1f s for %d running calls", grace, len(self._calls))
-            await asyncio.wait(set(self._calls), timeout=grace or None)
+            await asyncio.wait(set(self._calls), timeout=grace)
         for task in list(self._calls):
             task.cancel()
         await asyncio.gather(*self._calls, return_exceptions=True)
 
-    async def _pull(self, queue: str) -> None:
+    async def _pull(self) -> None:
         backoff = _BACKOFF_FIRST
         while not self._stopping.is_set():
-            await self._slots.acquire()
+            self._awaiting_slot = True
             try:
-                message = await self._receive(queue)
-            except asyncio.CancelledError:
-                self._slots.release()
-                raise
+                await self._slots.acquire()
+            finally:
+                self._awaiting_slot = False
+            try:
+                message = await self._next_message()
             except Exception as exc:
                 self._slots.release()
-                logger.warning("receive on %s failed (%s); retrying in %.1f s", queue, exc, backoff)
+                queues = ",".join(self._queues)
+                logger.warning(
+                    "receive on %s failed (%s); retrying in %.1f s", queues, exc, backoff
+                )
                 await self._sleep_unless_stopping(backoff)
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
+            except BaseException:
+                self._slots.release()
+                raise
             backoff = _BACKOFF_FIRST
             if message is None:
                 self._slots.release()
-                continue
-            self._start(message)
+            else:
+                self._start(message)
 
-    async def _receive(self, queue: str) -> dict[str, Any] | None:
+    async def _next_message(self) -> dict[str, Any] | None:
+        if self._ready:
+            return self._ready.popleft()
+        # Rotate the order so that a busy queue listed first cannot starve the others.
+        self._queues.append(self._queues.pop(0))
         receive_within = getattr(self.layer, "receive_within", None)
         if receive_within is not None:
-            message: dict[str, Any] | None = await receive_within(queue, POLL_SECONDS)
+            message: dict[str, Any] | None = await receive_within(list(self._queues), POLL_SECONDS)
             return message
-        return await self.layer.receive(queue)
+        return await self._race(list(self._queues))
+
+    async def _race(self, queues: list[str]) -> dict[str, Any] | None:
+        """The first message any of ``queues`` yields; None if stopped or the queues changed."""
+        self._queues_changed.clear()
+        receives = [asyncio.create_task(self.layer.receive(queue)) for queue in queues]
+        interrupts = [
+            asyncio.create_task(self._stopping.wait()),
+            asyncio.create_task(self._queues_changed.wait()),
+        ]
+        try:
+            await asyncio.wait([*receives, *interrupts], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in [*receives, *interrupts]:
+                task.cancel()
+            await asyncio.gather(*receives, *interrupts, return_exceptions=True)
+        won = [t for t in receives if not t.cancelled() and t.exception() is None]
+        if not won:
+            failed = [t.exception() for t in receives if not t.cancelled() and t.exception()]
+            if failed:
+                raise failed[0]  # type: ignore[misc]
+            return None
+        # Two queues may deliver at once: keep the extra, it is ours now and must run.
+        self._ready.extend(t.result() for t in won[1:])
+        return won[0].result()
 
     def _start(self, message: dict[str, Any]) -> None:
         task = asyncio.create_task(self._run(message))

@@ -177,12 +177,6 @@ async def test_notify_channel_sends_a_notification_from_the_live_consumer() -> N
     await communicator.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the live consumer's notify_channel encodes with json_encoder_class or the "
-    "stdlib encoder, while ctx.notify falls back to DjangoJSONEncoder (json_encoder_class None "
-    "is documented as Django's encoder): a datetime raises TypeError and kills the connection",
-)
 async def test_notify_channel_encodes_like_ctx_notify() -> None:
     class ClockConsumer(AsyncJsonRpcWebsocketConsumer):
         async def connect(self) -> None:

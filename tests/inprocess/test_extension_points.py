@@ -171,12 +171,6 @@ async def test_process_request_can_change_params(middleware: Any) -> None:
     await communicator.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a request object changed in place by process_request is re-validated only "
-    "when a different object is returned; single requests then run with the original frame "
-    "text (batch elements are re-encoded, so they do see the change)",
-)
 async def test_process_request_can_change_params_in_place() -> None:
     consumer, _ = consumer_with(InPlaceDoubler())
     communicator = await connect(consumer)
@@ -351,11 +345,6 @@ class FailingPermissionsUser(StubUser):
         raise RuntimeError("database unavailable")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an exception from user.has_perms() escapes AsyncJsonRpcWebsocketConsumer."
-    "receive() and kills the connection instead of answering the call",
-)
 async def test_a_failing_permission_check_is_answered_and_the_connection_survives() -> None:
     communicator = await connect(GuardedConsumer, user=FailingPermissionsUser())
     await send(communicator, request("secret", rpc_id=3))

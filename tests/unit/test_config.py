@@ -150,7 +150,8 @@ def test_setting_must_be_a_dict(value: Any) -> None:
         ("EXECUTION", "thread", "must be one of"),
         ("EXECUTION", None, "must be one of"),
         ("EXECUTION", "INLINE", "must be one of"),
-        ("DEFAULT_QUEUE", "", "non-empty string"),
+        ("DEFAULT_QUEUE", "", "channel name"),
+        ("DEFAULT_QUEUE", "a!b", "channel name"),
         ("CHANNEL_LAYER", None, "non-empty string"),
     ],
 )

@@ -285,11 +285,6 @@ async def test_a_method_raising_timeout_error_is_an_application_error() -> None:
     assert decode(await execute(own_timeout))["code"] == -32000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a JsonRpcError whose data is too deep to encode makes encode_error raise "
-    "RecursionError, which escapes Executor.run",
-)
 async def test_json_rpc_error_with_too_deep_data_is_still_answered() -> None:
     data: Any = 1
     for _ in range(50_000):
@@ -301,11 +296,6 @@ async def test_json_rpc_error_with_too_deep_data_is_still_answered() -> None:
     assert decode(await execute(deep_error)) == {"code": 4002, "message": "Error"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a -32603 JsonRpcError with a non-numeric data['timeout'] makes error() raise "
-    "(':.1f' format), which escapes Executor.run",
-)
 async def test_json_rpc_error_with_odd_timeout_data_is_still_answered() -> None:
     async def odd_timeout() -> None:
         raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR, {"timeout": "soon"})

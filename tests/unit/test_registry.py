@@ -492,12 +492,6 @@ def ctx_and_kwargs(ctx: RpcContext, **kwargs: Any) -> None:
     pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: bind() matches params against the signature without the context parameter, so "
-    "a named param called like the context parameter lands in **kwargs and the call later fails "
-    "with 'got multiple values for argument' (-32000) instead of -32602",
-)
 def test_bind_refuses_a_named_param_that_collides_with_the_context() -> None:
     spec = reg(ctx_and_kwargs)
     assert spec.accepts_context

@@ -144,11 +144,6 @@ async def test_stop_returns_as_soon_as_running_calls_finish() -> None:
     assert done == [0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: stop(0) waits with timeout=grace or None, i.e. forever, instead of cancelling "
-    "running calls at once",
-)
 async def test_stop_with_zero_grace_cancels_at_once() -> None:
     layer = InMemoryChannelLayer()
     await fill(layer, 1)
@@ -364,11 +359,6 @@ async def test_concurrency_is_shared_by_every_queue() -> None:
         await runtime.stop(1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: each queue's puller holds a concurrency slot while it waits on an empty queue, "
-    "so with concurrency <= idle queues, requests on another served queue are never taken",
-)
 async def test_an_idle_queue_does_not_starve_another() -> None:
     layer = InMemoryChannelLayer()
     await fill(layer, 1, queue="busy")

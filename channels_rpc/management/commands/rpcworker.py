@@ -50,6 +50,11 @@ class Command(BaseCommand):  # type: ignore[misc]
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1.")
         grace = config.shutdown_grace if options["grace"] is None else options["grace"]
+        if (
+            isinstance(layer, RedisChannelLayer)
+            and len({layer.consistent_hash(q) for q in queues}) > 1
+        ):
+            raise CommandError(f"{queues} live on different Redis hosts: run a worker per host.")
         asyncio.run(_serve(layer, queues, concurrency, grace))
 
 
