@@ -107,3 +107,49 @@ def test_read_timeout_outlasts_the_blocking_pop(redis_server: Redis) -> None:
         RedisChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": 5}])
     unlimited = RedisChannelLayer(hosts=[{"address": redis_server.url, "socket_timeout": None}])
     assert unlimited.hosts[0]["socket_timeout"] is None
+
+
+async def test_one_pop_serves_several_queues(layer: RedisChannelLayer) -> None:
+    await layer.send("rpc.b", {"type": "x", "queue": "b"})
+    assert await layer.receive_within(["rpc.a", "rpc.b"], 1.0) == {"type": "x", "queue": "b"}
+    assert await layer.receive_within(["rpc.a", "rpc.b"], 0.1) is None
+
+
+async def test_cancelled_receives_never_lose_another_channels_messages(
+    layer: RedisChannelLayer,
+) -> None:
+    # Channels cancels a consumer's receive when its connection closes. Here connections come and
+    # go on one process key while replies stream to a long-lived channel of the same process.
+    steady = await layer.new_channel()
+    received: list[int] = []
+
+    async def listen() -> None:
+        while len(received) < 500:
+            received.append((await layer.receive(steady))["n"])
+
+    listener = asyncio.create_task(listen())
+    for n in range(500):
+        churn = asyncio.create_task(layer.receive(await layer.new_channel()))
+        await layer.send(steady, {"type": "rpc.response", "n": n})
+        await asyncio.sleep(0)
+        churn.cancel()
+    await asyncio.wait_for(listener, 30)
+    assert received == list(range(500))
+
+
+async def test_unread_reply_buffers_are_dropped_after_expiry(redis_server: Redis) -> None:
+    layer = make_layer(redis_server, expiry=1)
+    layer.brpop_timeout = 0.5  # the reader sweeps after each pop or pop timeout
+    reader = await layer.new_channel()
+    orphan = await layer.new_channel()  # a connection that closed before its reply came
+    await layer.send(orphan, {"type": "rpc.response"})
+    await layer.send(reader, {"type": "rpc.response"})
+    await layer.receive(reader)
+    inbox = next(iter(layer._inboxes[asyncio.get_running_loop()].values()))
+    assert orphan in inbox.buffers
+    # Time passing is the subject: a buffer nobody reads goes after `expiry` (1 s here).
+    waiter = asyncio.create_task(layer.receive(reader))
+    await asyncio.sleep(layer.brpop_timeout + 1.5)
+    assert orphan not in inbox.buffers
+    waiter.cancel()
+    await layer.flush()
