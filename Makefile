@@ -1,6 +1,6 @@
 # Two entry points (see README): `make demo` and `make test`. Each sets up .venv itself.
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3

@@ -4,6 +4,7 @@ Layers, each importing only those below it (checked by import-linter, see pyproj
 
     consumer | worker, rpcworker, embedded    Channels/Django adapters; consumer and worker never
                                              import each other
+    dispatch, signals, middleware, ...        helpers the adapters share; the 1.0.1 module names
     config, execution, runtime, layers        settings; running one call; the worker loop; Redis
     registry, envelope, pending, context      methods; channel-layer messages; pending calls
     protocol                                  the JSON-RPC wire format

@@ -29,6 +29,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from channels_rpc import embedded, registry, signals
 from channels_rpc.config import RpcConfig, get_config
+from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.envelope import VERSION, Call, notification_frame
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
@@ -51,7 +52,7 @@ logger = logging.getLogger("channels_rpc")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """JSON-RPC 2.0 over a WebSocket; methods run in worker processes (or inline, see settings).
 
     Register module-level functions with ``@MyConsumer.rpc_method()`` and
@@ -195,15 +196,6 @@ class AsyncJsonRpcWebsocketConsumer(AsyncJsonWebsocketConsumer):  # type: ignore
 
     # ----------------------------------------------------------------------------------------
     # Connection lifecycle
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels >= 4.2 closes stale DB connections before every message, a thread hop that
-        # costs more than validating a request. The front-end uses the database only through
-        # database_sync_to_async (permission checks), which does that cleanup itself.
-        handler = getattr(self, _handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def websocket_connect(self, message: dict[str, Any]) -> None:
         if self.channel_layer is None:
@@ -580,13 +572,6 @@ def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
     if transports:
         entry["transports"] = [name for name, on in info.transport_options.items() if on]
     return entry
-
-
-def _handler_name(message: Mapping[str, Any]) -> str:
-    name = str(message["type"]).replace(".", "_")
-    if name.startswith("_"):
-        raise ValueError("Malformed type in message (leading underscore)")
-    return name
 
 
 def _cancel_timer(pending: Pending) -> None:

@@ -15,6 +15,7 @@ is left to finish on its own, its result discarded.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import json
@@ -139,7 +140,7 @@ class Executor:
         try:
             async with _timeout(remaining):
                 return await self._call(spec, args, kwargs)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from 3.11 on
             # Ours only if the deadline passed: a method may raise TimeoutError of its own.
             if deadline is not None and time.monotonic() >= deadline:
                 raise _TimedOut from None

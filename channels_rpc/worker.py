@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import anyio
-from channels.consumer import AsyncConsumer, get_handler_name
+from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
 from django.apps import apps
 from django.db import close_old_connections
@@ -29,6 +29,7 @@ from django.db import close_old_connections
 from channels_rpc import signals
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.context import RpcContext
+from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.envelope import (
     Call,
     EnvelopeError,
@@ -241,7 +242,7 @@ def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
     return WorkerRuntime(layer, CallHandler(layer, config), concurrency=config.worker_concurrency)
 
 
-class RpcWorkerConsumer(AsyncConsumer):  # type: ignore[misc]
+class RpcWorkerConsumer(DirectDispatch, AsyncConsumer):  # type: ignore[misc]
     """Serves RPC queues under ``runworker`` / ``ChannelNameRouter({"rpc.default": ...})``.
 
     Each request runs in its own task (at most ``WORKER_CONCURRENCY`` at once), so a slow call
@@ -253,14 +254,6 @@ class RpcWorkerConsumer(AsyncConsumer):  # type: ignore[misc]
     _slots: asyncio.Semaphore | None = None
     # Strong references to running calls (asyncio holds tasks only weakly).
     _tasks: set[asyncio.Task[None]]
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        # Channels closes stale DB connections before every message; calls do it in their own
-        # threads instead, so the event loop does not pay a thread hop per request.
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
 
     async def rpc_request(self, message: dict[str, Any]) -> None:
         if self._handler is None:
