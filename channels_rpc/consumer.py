@@ -68,6 +68,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending = PendingCalls(get_config().max_in_flight)
+        self._consumer_key = registry.consumer_key(type(self))
         self._portable: dict[str, Any] | None = None
         self._connected_at = time.monotonic()
         self._accepted = False
@@ -360,7 +361,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         queue = spec.queue or config.default_queue
         now = time.time()
         call = Call(
-            consumer=registry.consumer_key(type(self)),
+            consumer=self._consumer_key,
             method=spec.name,
             body=body,
             call=token,

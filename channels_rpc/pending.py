@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from channels_rpc.protocol import JsonId, encode_id, error_frame, result_frame
+from channels_rpc.protocol import JsonId, encode_id
 
 __all__ = ["Batch", "DuplicateId", "Pending", "PendingCalls", "TooManyInFlight"]
 
@@ -125,14 +125,6 @@ class PendingCalls:
         if pending is not None and pending.key is not None:
             del self._by_id[pending.key]
         return pending
-
-    def answer(self, token: int, ok: bool, body: str) -> tuple[Pending, str | None] | None:
-        """Settle a call with a worker's result or error body; None for an unknown token."""
-        pending = self.take(token)
-        if pending is None:
-            return None
-        frame = (result_frame if ok else error_frame)(pending.id_json, body)
-        return pending, pending.route(frame)
 
     def drain(self) -> list[Pending]:
         """Remove and return every pending call (the connection is going away)."""

@@ -24,6 +24,7 @@ import anyio
 from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
 from django.apps import apps
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
 from channels_rpc import signals
@@ -142,6 +143,9 @@ class CallHandler:
         except asyncio.CancelledError:
             await self._reply(call, _stopped())
             raise
+        except Exception:  # the executor answers for methods; this is for our own bugs
+            logger.exception("could not run %r", call.method)
+            outcome = Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR)
         await self._reply(call, outcome)
 
     async def _execute(self, call: Call) -> Outcome:
@@ -152,7 +156,7 @@ class CallHandler:
             logger.error("no method %r on %s in this worker", call.method, call.consumer)
             return Outcome.error(JsonRpcErrorCode.METHOD_NOT_FOUND, data={"method": call.method})
         request = json.loads(call.body)
-        encoder = getattr(consumer_cls, "json_encoder_class", None) or _default_encoder()
+        encoder = getattr(consumer_cls, "json_encoder_class", None) or DjangoJSONEncoder
         context = RpcContext(
             CallerChannel(self.layer, call.reply_to, encoder),
             call.method,
@@ -202,14 +206,6 @@ def _stopped() -> Outcome:
     return Outcome.error(
         JsonRpcErrorCode.SERVICE_UNAVAILABLE, "Worker stopped before the call finished"
     )
-
-
-@functools.lru_cache(maxsize=1)
-def _default_encoder() -> type[json.JSONEncoder]:
-    from django.core.serializers.json import DjangoJSONEncoder
-
-    encoder: type[json.JSONEncoder] = DjangoJSONEncoder
-    return encoder
 
 
 def _worker_scope(portable: Mapping[str, Any]) -> dict[str, Any]:

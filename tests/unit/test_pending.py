@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
+from channels_rpc.protocol import error_frame, result_frame
 
 
 def test_open_hands_out_distinct_tokens_and_encodes_the_id() -> None:
@@ -83,24 +84,15 @@ def test_take_returns_none_for_unknown_or_answered_tokens() -> None:
     assert calls.take(pending.token) is None
 
 
-def test_answer_builds_the_frame_once() -> None:
+def test_an_answered_call_is_taken_once_and_its_frame_routed() -> None:
     calls = PendingCalls(limit=10)
     ok = calls.open("a", "m", None)
-    failed = calls.open(2, "m", None)
-    answered = calls.answer(ok.token, True, '{"x":1}')
-    assert answered is not None
-    assert answered[0] is ok
-    assert answered[1] is not None
-    assert json.loads(answered[1]) == {"jsonrpc": "2.0", "id": "a", "result": {"x": 1}}
-    error = calls.answer(failed.token, False, '{"code":-32000,"message":"m"}')
-    assert error is not None
-    assert error[1] is not None
-    assert json.loads(error[1]) == {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "error": {"code": -32000, "message": "m"},
-    }
-    assert calls.answer(ok.token, True, "1") is None
+    taken = calls.take(ok.token)
+    assert taken is ok
+    frame = taken.route(result_frame(taken.id_json, '{"x":1}'))
+    assert frame is not None
+    assert json.loads(frame) == {"jsonrpc": "2.0", "id": "a", "result": {"x": 1}}
+    assert calls.take(ok.token) is None  # a second answer for it is dropped
     assert len(calls) == 0
 
 
@@ -156,13 +148,14 @@ def test_batch_through_pending_calls() -> None:
     assert first.batch is batch
     assert batch.add('{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"x"}}') is None
     assert batch.seal() is None
-    answered = calls.answer(second.token, True, '"b"')
-    assert answered is not None
-    assert answered[1] is None
-    answered = calls.answer(first.token, False, '{"code":1,"message":"a"}')
-    assert answered is not None
-    assert answered[1] is not None
-    assert [item.get("id") for item in json.loads(answered[1])] == [1, 2, None]
+    taken = calls.take(second.token)
+    assert taken is not None
+    assert taken.route(result_frame(taken.id_json, '"b"')) is None
+    taken = calls.take(first.token)
+    assert taken is not None
+    frame = taken.route(error_frame(taken.id_json, '{"code":1,"message":"a"}'))
+    assert frame is not None
+    assert [item.get("id") for item in json.loads(frame)] == [1, 2, None]
 
 
 def test_route_without_batch_returns_the_frame() -> None:
