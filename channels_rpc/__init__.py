@@ -20,6 +20,7 @@ from channels_rpc.decorators import permission_required
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, RequestTooLargeError
 from channels_rpc.limits import check_size_limits
 from channels_rpc.middleware import LoggingMiddleware, RpcMiddleware
+from channels_rpc.push import notify_group, notify_group_sync
 from channels_rpc.worker import RpcWorkerConsumer
 
 __version__ = "2.0.0.dev0"
@@ -34,5 +35,7 @@ __all__ = [
     "RpcMiddleware",
     "RpcWorkerConsumer",
     "check_size_limits",
+    "notify_group",
+    "notify_group_sync",
     "permission_required",
 ]

@@ -18,6 +18,7 @@
         "MAX_IN_FLIGHT": 64,              # pending calls per connection, then SERVER_BUSY
         "REPLY_GRACE": 1.0,               # seconds the front-end waits past a timeout for a reply
         "CHANNEL_LAYER": "default",       # alias in CHANNEL_LAYERS
+        "DISCOVERY": True,                # answer rpc.discover with an OpenRPC document
         # workers
         "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
         "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
@@ -58,6 +59,7 @@ class RpcConfig:
     max_in_flight: int = 64
     reply_grace: float = 1.0
     channel_layer: str = "default"
+    discovery: bool = True
     worker_concurrency: int = 32
     shutdown_grace: float = 10.0
 
@@ -150,6 +152,7 @@ _CHECKS: Final = {
     "max_in_flight": _positive_int,
     "reply_grace": _seconds,
     "channel_layer": _name,
+    "discovery": _flag,
     "worker_concurrency": _positive_int,
     "shutdown_grace": _seconds,
 }

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from channels.db import database_sync_to_async
@@ -27,10 +27,16 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import embedded, registry, signals
+from channels_rpc import embedded, openrpc, registry, signals
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
-from channels_rpc.envelope import VERSION, Call, notification_frame
+from channels_rpc.envelope import (
+    VERSION,
+    WORKERS_GROUP,
+    Call,
+    cancel_message,
+    notification_frame,
+)
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
 from channels_rpc.protocol import (
@@ -46,6 +52,20 @@ from channels_rpc.protocol import (
 from channels_rpc.registry import MethodInfo, MethodSpec
 
 __all__ = ["AsyncJsonRpcWebsocketConsumer"]
+
+#: Notifications that cancel a pending call: ours, and the Language Server Protocol's.
+CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
+#: The OpenRPC service discovery method.
+DISCOVER = "rpc.discover"
+_PROGRESS = {
+    "description": "Progress of a pending call, sent before its answer (ctx.progress()).",
+    "params": [
+        {"name": "id", "required": True, "schema": {"type": ["string", "number", "null"]}},
+        {"name": "progress", "required": True, "schema": {"type": "number"}},
+        {"name": "total", "required": False, "schema": {"type": "number"}},
+        {"name": "message", "required": False, "schema": {"type": "string"}},
+    ],
+}
 
 logger = logging.getLogger("channels_rpc")
 
@@ -64,6 +84,11 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     json_encoder_class: ClassVar[type[json.JSONEncoder] | None] = None
     #: Objects with ``process_request(data, consumer)`` / ``process_response(response, consumer)``.
     middleware: ClassVar[Sequence[Any] | None] = None
+    #: The ``info`` of the OpenRPC document (``title`` and ``version`` default to the class).
+    openrpc_info: ClassVar[Mapping[str, Any]] = {}
+    #: Notifications the server pushes, for ``rpc.discover``: name -> description, or name ->
+    #: ``{"description": ..., "params": [content descriptors]}``.
+    server_notifications: ClassVar[Mapping[str, str | Mapping[str, Any]]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -72,7 +97,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         self._portable: dict[str, Any] | None = None
         self._connected_at = time.monotonic()
         self._accepted = False
-        # asyncio holds tasks weakly; deadline answers are written from tasks kept here.
+        self._joined: set[str] = set()
+        self._group_keeper: asyncio.Task[None] | None = None
+        self._sent_notifications = False
+        # asyncio holds tasks weakly; tasks this connection starts are kept here.
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------------------------------
@@ -195,6 +223,26 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             "notifications": [_describe(spec) for spec in specs if spec.is_notification],
         }
 
+    @classmethod
+    def openrpc_document(cls, specs: Iterable[MethodSpec] | None = None) -> dict[str, Any]:
+        """An OpenRPC 1.3 document of ``specs`` (by default every method of this class)."""
+        table = registry.table_of(cls)
+        if specs is None:
+            specs = [spec for spec in (table.specs() if table else ()) if spec.websocket]
+        notifications = {**cls.server_notifications, "rpc.progress": _PROGRESS}
+        info = {"title": cls.__name__, "version": "1.0.0", **cls.openrpc_info}
+        return openrpc.document(specs, info=info, server_notifications=notifications)
+
+    async def _discover(self) -> dict[str, Any]:
+        """What ``rpc.discover`` answers: only the methods this connection may call."""
+        table = registry.table_of(type(self))
+        specs = [
+            spec
+            for spec in (table.specs() if table else ())
+            if spec.websocket and await self._permitted(spec)
+        ]
+        return self.openrpc_document(specs)
+
     # ----------------------------------------------------------------------------------------
     # Connection lifecycle
 
@@ -207,6 +255,8 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         if self._runs_inline(get_config()):
             embedded.ensure_worker(self.channel_layer, self._queues())
         await super().websocket_connect(message)
+        if self.groups and self._group_keeper is None:  # Channels' own `groups` attribute
+            self._group_keeper = self._spawn(self._keep_groups())
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol, headers)
@@ -218,8 +268,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         abandoned = self._pending.drain()
         for pending in abandoned:
             _cancel_timer(pending)
-        if abandoned:
-            logger.info("connection closed with %d calls pending", len(abandoned))
+        if abandoned or self._sent_notifications:
+            # Whatever this connection started and is still queued or running is of no use now.
+            await self._revoke(abandoned, everything=True)
+        await self._leave_groups()
         if self._accepted:
             signals.send(
                 signals.rpc_client_disconnected,
@@ -280,6 +332,11 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     ) -> str | None:
         if isinstance(item, Rejection):
             return self._local_answer(item.id, item.error, batch) if item.answer else None
+        if item.is_notification and item.method in CANCEL_METHODS:
+            await self._cancel_request(item)
+            return None
+        if not item.is_notification and item.method == DISCOVER and config.discovery:
+            return self._local_result(item.id, await self._discover(), batch)
         try:
             request, text = await self._apply_request_middleware(item, config, text)
             spec = await self._resolve(request)
@@ -332,10 +389,13 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
                 JsonRpcErrorCode.SERVER_BUSY, data={"limit": exc.args[0], "reason": reason}
             )
             return self._local_answer(request.id, busy, batch)
-        failure = await self._send_call(spec, body, pending.token, pending.timeout, config)
-        if failure is not None:
+        try:
+            pending.queue, pending.handle = await self._send_call(
+                spec, body, pending.token, pending.timeout, config
+            )
+        except JsonRpcError as exc:
             self._pending.take(pending.token)
-            return pending.route(error_frame(pending.id_json, encode_error(failure)))
+            return pending.route(error_frame(pending.id_json, encode_error(exc.error())))
         if pending.timeout is not None:
             loop = asyncio.get_running_loop()
             when = loop.time() + pending.timeout + config.reply_grace
@@ -345,9 +405,12 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     async def _enqueue_notification(
         self, request: Request, spec: MethodSpec, body: str, config: RpcConfig
     ) -> None:
-        error = await self._send_call(spec, body, None, config.timeout_for(spec.timeout), config)
-        if error is not None:
-            logger.warning("notification %r dropped: %s", request.method, error["message"])
+        try:
+            await self._send_call(spec, body, None, config.timeout_for(spec.timeout), config)
+        except JsonRpcError as exc:
+            logger.warning("notification %r dropped: %s", request.method, exc.error()["message"])
+        else:
+            self._sent_notifications = True
 
     async def _send_call(
         self,
@@ -356,8 +419,11 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         token: int | None,
         timeout: float | None,
         config: RpcConfig,
-    ) -> dict[str, Any] | None:
-        """Put a call on its queue; returns the error to answer with if that failed."""
+    ) -> tuple[str, bytes | None]:
+        """Put a call on its queue; returns the queue and the layer's handle to withdraw it.
+
+        Raises ``JsonRpcError`` (-32010) when the queue is full or the layer fails.
+        """
         queue = spec.queue or config.default_queue
         now = time.time()
         call = Call(
@@ -371,20 +437,114 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             sent_at=now,
             scope=self._portable_scope(),
         )
+        # channels_rpc.layers.RedisChannelLayer hands back a handle that can take the request
+        # back off the queue if it is cancelled before a worker took it.
+        enqueue = getattr(self.channel_layer, "enqueue", None)
         try:
+            if enqueue is not None:
+                return queue, await enqueue(queue, call.to_message())
             await self.channel_layer.send(queue, call.to_message())
         except ChannelFull:
-            return error_object(
-                JsonRpcErrorCode.SERVER_BUSY, data={"queue": queue, "reason": "queue is full"}
-            )
+            reason = "queue is full"
         except Exception as exc:
             # Like a full queue, a layer that cannot take the call now is a "try again later".
             logger.error("could not enqueue %r on %s: %s", spec.name, queue, exc)
-            return error_object(
-                JsonRpcErrorCode.SERVER_BUSY,
-                data={"queue": queue, "reason": "channel layer unavailable"},
-            )
-        return None
+            reason = "channel layer unavailable"
+        else:
+            return queue, None
+        raise JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, {"queue": queue, "reason": reason})
+
+    # ----------------------------------------------------------------------------------------
+    # Cancellation
+
+    async def _cancel_request(self, request: Request) -> None:
+        """``rpc.cancel`` / ``$/cancelRequest`` ``{"id": X}``: answer X with -32800, stop it."""
+        params = request.params
+        target = params.get("id") if isinstance(params, dict) else None
+        pending = self._pending.find(target) if target is not None else None
+        if pending is None:
+            return  # unknown or already answered: nothing to do
+        self._pending.take(pending.token)
+        _cancel_timer(pending)
+        error = error_object(JsonRpcErrorCode.REQUEST_CANCELLED, data={"id": target})
+        frame = pending.route(error_frame(pending.id_json, encode_error(error)))
+        if frame is not None:
+            await self.send(text_data=frame)
+        await self._revoke([pending], everything=False)
+
+    async def _revoke(self, calls: list[Pending], *, everything: bool) -> None:
+        """Take calls back from their queues, and tell the workers to stop the rest.
+
+        ``everything``: every call and notification of this connection (it is closing).
+        """
+        leftover = [pending.token for pending in calls]
+        withdraw = getattr(self.channel_layer, "withdraw", None)
+        try:
+            if withdraw is not None:
+                leftover = await self._withdraw(withdraw, calls)
+            if everything or leftover:
+                message = cancel_message(self.channel_name, None if everything else leftover)
+                await self.channel_layer.group_send(WORKERS_GROUP, message)
+        except Exception as exc:
+            logger.warning("could not cancel %d calls: %s", len(calls), exc)
+
+    async def _withdraw(self, withdraw: Any, calls: list[Pending]) -> list[int]:
+        """Withdraw queued calls; returns the tokens that may already be running."""
+        by_queue: dict[str, list[Pending]] = {}
+        for pending in calls:
+            by_queue.setdefault(pending.queue, []).append(pending)
+        leftover: list[int] = []
+        for queue, group in by_queue.items():
+            handles = [pending.handle for pending in group if pending.handle is not None]
+            if await withdraw(queue, handles) < len(group):
+                leftover.extend(pending.token for pending in group)
+        return leftover
+
+    # ----------------------------------------------------------------------------------------
+    # Groups
+
+    async def join_group(self, group: str) -> None:
+        """Add this connection to ``group`` (left when it closes, kept past ``group_expiry``)."""
+        await self.channel_layer.group_add(group, self.channel_name)
+        self._remember_group(group)
+
+    async def leave_group(self, group: str) -> None:
+        await self.channel_layer.group_discard(group, self.channel_name)
+        self._joined.discard(group)
+
+    async def rpc_membership(self, message: dict[str, Any]) -> None:
+        """A method joined or left a group for this connection (the worker did it already)."""
+        if message.get("join"):
+            self._remember_group(message["join"])
+        if message.get("leave"):
+            self._joined.discard(message["leave"])
+
+    def _remember_group(self, group: str) -> None:
+        self._joined.add(group)
+        if self._group_keeper is None:
+            self._group_keeper = self._spawn(self._keep_groups())
+
+    async def _keep_groups(self) -> None:
+        # Channel layers drop members group_expiry seconds after they joined (one day by
+        # default); a connection that lives longer joins again halfway through.
+        interval = getattr(self.channel_layer, "group_expiry", 86400) / 2
+        while True:
+            await asyncio.sleep(interval)
+            for group in {*self.groups, *self._joined}:
+                try:
+                    await self.channel_layer.group_add(group, self.channel_name)
+                except Exception as exc:
+                    logger.warning("could not renew membership of %s: %s", group, exc)
+
+    async def _leave_groups(self) -> None:
+        if self._group_keeper is not None:
+            self._group_keeper.cancel()
+        for group in self._joined:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception as exc:
+                logger.warning("could not leave %s: %s", group, exc)
+        self._joined.clear()
 
     # ----------------------------------------------------------------------------------------
     # Answers
@@ -428,15 +588,23 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         )
         frame = pending.route(error_frame(pending.id_json, encode_error(error)))
         if frame is not None:
-            task = asyncio.create_task(self._send_quietly(frame))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._send_quietly(frame))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _send_quietly(self, frame: str) -> None:
         try:
             await self.send(text_data=frame)
         except Exception as exc:  # the socket may be closing under us
             logger.debug("could not write a deadline answer: %s", exc)
+
+    def _local_result(self, rpc_id: Any, result: Any, batch: Batch | None) -> str | None:
+        frame = result_frame(encode_id(rpc_id), json.dumps(result, cls=DjangoJSONEncoder))
+        return batch.add(frame) if batch is not None else frame
 
     def _local_answer(self, rpc_id: Any, error: dict[str, Any], batch: Batch | None) -> str | None:
         frame = error_frame(encode_id(rpc_id), encode_error(error))

@@ -6,6 +6,7 @@ embedded mode), from the serializable request envelope, so code behaves alike in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -19,18 +20,32 @@ class CallerHandle(Protocol):
 
     async def notify_channel(self, method: str, params: Any = None) -> None: ...
 
+    async def join_group(self, group: str) -> None: ...
+
+    async def leave_group(self, group: str) -> None: ...
+
 
 class RpcContext:
     """Call metadata and a handle on the caller.
 
     ``RpcContext(consumer, method_name, rpc_id, is_notification)`` keeps the positional order of
-    channels-rpc 1.0.1. ``consumer`` is a handle that can push to the caller (``notify_channel``),
-    not the live consumer, which lives in another process. ``scope`` is a serializable subset of
-    the connection's ASGI scope; ``scope["user"]`` loads the user lazily (sync code only, use
-    ``await ctx.get_user()`` in async methods).
+    channels-rpc 1.0.1. ``consumer`` is a handle on the caller's connection (``notify_channel``,
+    ``join_group``, ``leave_group``), not the live consumer, which lives in another process.
+    ``scope`` is a serializable subset of the connection's ASGI scope; ``scope["user"]`` loads
+    the user lazily (sync code only, use ``await ctx.get_user()`` in async methods).
+    ``cancelled`` turns true when the client cancels the call, its connection closes or its
+    timeout passes: sync methods, which cannot be interrupted, can poll it and stop early.
     """
 
-    __slots__ = ("_scope", "_user_loader", "consumer", "is_notification", "method_name", "rpc_id")
+    __slots__ = (
+        "_cancelled",
+        "_scope",
+        "_user_loader",
+        "consumer",
+        "is_notification",
+        "method_name",
+        "rpc_id",
+    )
 
     def __init__(
         self,
@@ -41,6 +56,7 @@ class RpcContext:
         *,
         scope: Mapping[str, Any] | None = None,
         user_loader: Callable[[], Awaitable[Any]] | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
         self.consumer = consumer
         self.method_name = method_name
@@ -48,6 +64,7 @@ class RpcContext:
         self.is_notification = is_notification
         self._scope = scope
         self._user_loader = user_loader
+        self._cancelled = cancelled or threading.Event()
 
     @property
     def scope(self) -> Mapping[str, Any]:
@@ -56,9 +73,43 @@ class RpcContext:
         scope: Mapping[str, Any] = getattr(self.consumer, "scope", {})
         return scope
 
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def _cancel(self) -> None:
+        """Set ``cancelled`` (done by the worker, from any thread)."""
+        self._cancelled.set()
+
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to the caller's connection only."""
         await self.consumer.notify_channel(method, params)
+
+    async def progress(
+        self, progress: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Tell the caller how far the call got: an ``rpc.progress`` notification.
+
+        The client receives ``{"jsonrpc": "2.0", "method": "rpc.progress", "params": {"id":
+        <the call's id>, "progress": ..., "total": ..., "message": ...}}`` (``total`` and
+        ``message`` only when given), always before the call's answer. Nothing is sent for a
+        notification, which has no id to report on.
+        """
+        if self.is_notification:
+            return
+        params: dict[str, Any] = {"id": self.rpc_id, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.consumer.notify_channel("rpc.progress", params)
+
+    async def join_group(self, group: str) -> None:
+        """Add the caller's connection to ``group``: it receives what is pushed there."""
+        await self.consumer.join_group(group)
+
+    async def leave_group(self, group: str) -> None:
+        await self.consumer.leave_group(group)
 
     async def get_user(self) -> Any:
         """The caller's user, loaded without blocking the event loop."""

@@ -13,6 +13,13 @@ JSON-RPC id never leaves the front-end, which is why ids of any JSON shape route
 result, or of the error object when ``ok`` is false.
 
 ``rpc.push`` (anyone -> a front-end's channel): ``body`` is a complete notification frame.
+
+``rpc.cancel`` (front-end -> the ``rpc.workers`` group, which every worker process joins):
+stop the calls ``calls`` of the connection ``reply`` (all of them when ``calls`` is null), or
+skip them if they are still to come.
+
+``rpc.membership`` (worker -> front-end): the method joined (``join``) or left (``leave``) a
+group for its caller; the front-end remembers it, to leave on disconnect and to refresh.
 """
 
 from __future__ import annotations
@@ -23,12 +30,17 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "CANCEL",
+    "MEMBERSHIP",
     "PUSH",
     "REQUEST",
     "RESPONSE",
     "VERSION",
+    "WORKERS_GROUP",
     "Call",
     "EnvelopeError",
+    "cancel_message",
+    "membership_message",
     "notification_frame",
     "push_message",
     "response_message",
@@ -38,6 +50,10 @@ VERSION: Final = 1
 REQUEST: Final = "rpc.request"
 RESPONSE: Final = "rpc.response"
 PUSH: Final = "rpc.push"
+CANCEL: Final = "rpc.cancel"
+MEMBERSHIP: Final = "rpc.membership"
+#: The group every worker process joins to hear cancellations.
+WORKERS_GROUP: Final = "rpc.workers"
 
 
 class EnvelopeError(ValueError):
@@ -113,3 +129,11 @@ def notification_frame(
 
 def push_message(frame: str) -> dict[str, Any]:
     return {"type": PUSH, "v": VERSION, "body": frame}
+
+
+def cancel_message(reply_to: str, calls: list[int] | None) -> dict[str, Any]:
+    return {"type": CANCEL, "v": VERSION, "reply": reply_to, "calls": calls}
+
+
+def membership_message(*, join: str | None = None, leave: str | None = None) -> dict[str, Any]:
+    return {"type": MEMBERSHIP, "v": VERSION, "join": join, "leave": leave}

@@ -119,6 +119,7 @@ class Executor:
                 args = (context, *args)
             result = await self._invoke(spec, args, kwargs, remaining)
         except _TimedOut:
+            context._cancel()  # a sync method still running in its thread can notice
             error: BaseException = TimeoutError(f"timed out after {call.timeout} s")
             self._notify_failed(call, context, error, started)
             return timeout_error(call.timeout)

@@ -41,17 +41,61 @@ __all__ = ["RedisChannelLayer"]
 
 logger = logging.getLogger("channels_rpc.layers")
 
-# KEYS[1] channel key; ARGV: message, now, expired-before, capacity, expiry.
-_SEND_SCRIPT: Final = """
+
+class _Script:
+    """A Lua script run by its SHA, loaded once per connection."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+        self._loaded: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def __call__(self, connection: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        if connection not in self._loaded:
+            # Loaded up front rather than on a NOSCRIPT error: fakeredis' TCP server drops the
+            # connection after an error reply (RESP3), and one round trip per pool is cheap.
+            await connection.script_load(self.source)
+            self._loaded.add(connection)
+        try:
+            return await connection.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:  # Redis restarted and forgot it
+            return await connection.eval(self.source, len(keys), *keys, *args)
+
+
+# KEYS[1] channel key; ARGV: message, now, expired-before, capacity, expiry. Scores only ever
+# grow, so messages to one key keep their order even when two sends share a clock tick (a
+# worker's progress notifications must reach the client before the call's result).
+_SEND = _Script("""
 redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, ARGV[3])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
     return 0
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+local score = tonumber(ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] and tonumber(last[2]) >= score then
+    score = tonumber(last[2]) + 0.000001
+end
+redis.call('ZADD', KEYS[1], score, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
-"""
-_SEND_SHA: Final = hashlib.sha1(_SEND_SCRIPT.encode()).hexdigest()
+""")
+
+# KEYS[1] channel key; ARGV: the random prefixes of the messages to remove. Returns how many
+# were still queued (and now never will be received). Linear in the queue, which holds at most
+# its capacity: fine for cancellations.
+_WITHDRAW = _Script("""
+local wanted = {}
+for i = 1, #ARGV do wanted[ARGV[i]] = true end
+local width = #ARGV[1]
+local removed = 0
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    if wanted[string.sub(member, 1, width)] then
+        removed = removed + redis.call('ZREM', KEYS[1], member)
+    end
+end
+return removed
+""")
+
 #: How much longer than a blocking pop a read may take before the connection counts as dead.
 READ_TIMEOUT_MARGIN: Final = 5.0
 
@@ -61,7 +105,6 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts=hosts, **kwargs)
-        self._script_loaded: weakref.WeakSet[Any] = weakref.WeakSet()
         self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Inbox]] = (
             weakref.WeakKeyDictionary()
         )
@@ -79,6 +122,10 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         return {**host, "socket_timeout": timeout}
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
+        await self.enqueue(channel, message)
+
+    async def enqueue(self, channel: str, message: dict[str, Any]) -> bytes | None:
+        """``send``, returning a handle that :meth:`withdraw` can take the message back with."""
         assert isinstance(message, dict), "message is not a dict"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         assert "__asgi_channel__" not in message
@@ -86,27 +133,30 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         if "!" in channel:
             message = {**message, "__asgi_channel__": channel}
             target = self.non_local_name(channel)
-        connection = self.connection(self.consistent_hash(target))
+        member = self.serialize(message)
         now = time.time()
         args = (
-            self.serialize(message),
+            member,
             now,
             int(now) - int(self.expiry),
             self.get_capacity(channel),
             int(self.expiry),
         )
-        key = self.prefix + target
-        if connection not in self._script_loaded:
-            # Loaded up front rather than on a NOSCRIPT error: fakeredis' TCP server drops the
-            # connection after an error reply (RESP3), and one round trip per pool is cheap.
-            await connection.script_load(_SEND_SCRIPT)
-            self._script_loaded.add(connection)
-        try:
-            added = await connection.evalsha(_SEND_SHA, 1, key, *args)
-        except NoScriptError:  # Redis restarted and forgot it
-            added = await connection.eval(_SEND_SCRIPT, 1, key, *args)
-        if not added:
+        connection = self.connection(self.consistent_hash(target))
+        if not await _SEND(connection, [self.prefix + target], args):
             raise ChannelFull()
+        # channels-redis starts every member with random bytes (so equal messages stay distinct
+        # in the sorted set); they identify this message among the queued ones.
+        width = self._serializer.random_prefix_length
+        return member[:width] if width else None
+
+    async def withdraw(self, channel: str, handles: Sequence[bytes]) -> int:
+        """Remove messages of a normal channel that no receiver has taken yet; how many."""
+        if "!" in channel or not handles:
+            return 0
+        connection = self.connection(self.consistent_hash(channel))
+        removed: int = await _WITHDRAW(connection, [self.prefix + channel], list(handles))
+        return removed
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if "!" not in channel:

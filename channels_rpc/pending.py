@@ -76,6 +76,8 @@ class Pending:
     batch: Batch | None = None
     slot: int = -1
     timer: Any = field(default=None, repr=False)  # the adapter's timer handle
+    queue: str = ""  # where the request was enqueued
+    handle: bytes | None = None  # the layer's handle to withdraw it while still queued
 
     def route(self, frame: str) -> str | None:
         """The frame to write for this answer: itself, or its batch's array once complete."""
@@ -118,6 +120,12 @@ class PendingCalls:
         if key is not None:
             self._by_id[key] = pending.token
         return pending
+
+    def find(self, rpc_id: JsonId) -> Pending | None:
+        """The pending call with this JSON-RPC id (null ids are not tracked)."""
+        key = id_key(rpc_id)
+        token = self._by_id.get(key) if key is not None else None
+        return self._by_token.get(token) if token is not None else None
 
     def take(self, token: int) -> Pending | None:
         """Remove and return a pending call; None if it was answered already."""

@@ -11,6 +11,9 @@ has one. (A puller per queue would park a slot on each idle queue.) A layer that
 is polled with it, so stopping never cancels a pop Redis may already have performed. Other layers
 are raced with one ``receive`` per queue and the losers cancelled, which they survive (the
 in-memory layer) or repair (channels-redis' backup queue).
+
+A listener receives control messages (cancellations) on a channel of its own, kept in a group
+that every worker process of the deployment joins.
 """
 
 from __future__ import annotations
@@ -40,10 +43,21 @@ class Receiver(Protocol):
 class WorkerRuntime:
     """Pulls requests from queues into at most ``concurrency`` concurrent tasks."""
 
-    def __init__(self, layer: Receiver, handler: Handler, *, concurrency: int) -> None:
+    def __init__(
+        self,
+        layer: Receiver,
+        handler: Handler,
+        *,
+        concurrency: int,
+        control: Handler | None = None,
+        control_group: str = "",
+    ) -> None:
         self.layer = layer
         self.concurrency = concurrency
         self._handler = handler
+        self._control = control
+        self._control_group = control_group
+        self._listener: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._stopping = asyncio.Event()
         self._queues: list[str] = []
@@ -74,10 +88,15 @@ class WorkerRuntime:
             self._queues_changed.set()
         if self._puller is None and self._queues:
             self._puller = asyncio.create_task(self._pull(), name="rpc-puller")
+        if self._listener is None and self._control is not None:
+            self._listener = asyncio.create_task(self._listen(), name="rpc-control")
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest."""
         self._stopping.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         if self._puller is not None:
             if self._awaiting_slot:  # every slot is busy: nothing to lose by cancelling
                 self._puller.cancel()
@@ -154,6 +173,39 @@ class WorkerRuntime:
         # Two queues may deliver at once: keep the extra, it is ours now and must run.
         self._ready.extend(t.result() for t in won[1:])
         return won[0].result()
+
+    async def _listen(self) -> None:
+        """Receive control messages; stay in the control group past its expiry."""
+        assert self._control is not None
+        layer: Any = self.layer
+        channel = await layer.new_channel()
+        refresh = getattr(layer, "group_expiry", 86400) / 2
+        backoff = _BACKOFF_FIRST
+        try:
+            while True:
+                try:
+                    await layer.group_add(self._control_group, channel)
+                    renew_at = asyncio.get_running_loop().time() + refresh
+                    await self._receive_control(channel, renew_at)
+                    backoff = _BACKOFF_FIRST
+                except Exception as exc:
+                    logger.warning("control channel failed (%s); retrying in %.1f s", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _BACKOFF_MAX)
+        finally:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(self._control_group, channel)
+
+    async def _receive_control(self, channel: str, renew_at: float) -> None:
+        """Handle control messages until it is time to renew the group membership."""
+        loop = asyncio.get_running_loop()
+        while (remaining := renew_at - loop.time()) > 0:
+            try:
+                message = await asyncio.wait_for(self.layer.receive(channel), remaining)
+            except asyncio.TimeoutError:
+                return
+            assert self._control is not None
+            await self._control(message)
 
     def _start(self, message: dict[str, Any]) -> None:
         task = asyncio.create_task(self._run(message))

@@ -32,8 +32,11 @@ from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.context import RpcContext
 from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.envelope import (
+    CANCEL,
+    WORKERS_GROUP,
     Call,
     EnvelopeError,
+    membership_message,
     notification_frame,
     push_message,
     response_message,
@@ -61,6 +64,16 @@ class CallerChannel:
     async def notify_channel(self, method: str, params: Any = None) -> None:
         frame = notification_frame(method, params, encoder=self._encoder)
         await self.channel_layer.send(self.channel_name, push_message(frame))
+
+    async def join_group(self, group: str) -> None:
+        # Joined here, at once, so that a push right after the method returns reaches the
+        # caller; the front-end is told so that it leaves the group when the connection closes.
+        await self.channel_layer.group_add(group, self.channel_name)
+        await self.channel_layer.send(self.channel_name, membership_message(join=group))
+
+    async def leave_group(self, group: str) -> None:
+        await self.channel_layer.group_discard(group, self.channel_name)
+        await self.channel_layer.send(self.channel_name, membership_message(leave=group))
 
     def __repr__(self) -> str:
         return f"CallerChannel({self.channel_name!r})"
@@ -122,6 +135,9 @@ class CallHandler:
 
     def __init__(self, layer: Any, config: RpcConfig) -> None:
         self.layer = layer
+        self._running: dict[asyncio.Task[Any], tuple[Call, RpcContext | None]] = {}
+        self._dropped: set[asyncio.Task[Any]] = set()  # cancelled by their caller: no answer
+        self._revoked = _Revocations(getattr(layer, "expiry", 60))
         self._threads: anyio.CapacityLimiter | None = None
         self._concurrency = config.worker_concurrency
         self._executor = Executor(
@@ -138,17 +154,40 @@ class CallHandler:
             logger.error("dropping a request this worker cannot read: %s", exc)
             await self._reply_raw(message, Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR, str(exc)))
             return
+        if self._revoked.covers(call.reply_to, call.call):
+            logger.debug("skipping %r: cancelled before it started", call.method)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._running[task] = (call, None)
         try:
-            outcome = await self._execute(call)
+            outcome = await self._execute(call, task)
         except asyncio.CancelledError:
-            await self._reply(call, _stopped())
+            if task not in self._dropped:  # a stopping worker; the caller did not cancel
+                await self._reply(call, _stopped())
             raise
         except Exception:  # the executor answers for methods; this is for our own bugs
             logger.exception("could not run %r", call.method)
             outcome = Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR)
+        finally:
+            del self._running[task]
+            self._dropped.discard(task)
         await self._reply(call, outcome)
 
-    async def _execute(self, call: Call) -> Outcome:
+    async def control(self, message: dict[str, Any]) -> None:
+        """A control message from the ``rpc.workers`` group: cancel calls of a connection."""
+        if message.get("type") != CANCEL:
+            return
+        reply_to, calls = message["reply"], message["calls"]
+        for task, (call, context) in list(self._running.items()):
+            if call.reply_to == reply_to and (calls is None or call.call in calls):
+                if context is not None:
+                    context._cancel()
+                self._dropped.add(task)
+                task.cancel()
+        self._revoked.add(reply_to, calls)
+
+    async def _execute(self, call: Call, task: asyncio.Task[Any]) -> Outcome:
         consumer_cls = resolve_consumer(call.consumer)
         table = table_of(consumer_cls) if consumer_cls is not None else None
         spec = table.lookup(call.method, notification=call.is_notification) if table else None
@@ -165,6 +204,7 @@ class CallHandler:
             scope=_worker_scope(call.scope),
             user_loader=functools.partial(self._load_user, call.scope),
         )
+        self._running[task] = (call, context)
         return await self._executor.run(call, spec, request.get("params", {}), context, encoder)
 
     async def _reply(self, call: Call, outcome: Outcome) -> None:
@@ -202,6 +242,26 @@ class CallHandler:
         return await self._run_sync(functools.partial(_load_user, scope.get("user")))
 
 
+class _Revocations:
+    """Calls cancelled before a worker took them, remembered until they would have expired."""
+
+    def __init__(self, expiry: float) -> None:
+        self._ttl = float(expiry)
+        self._until: dict[tuple[str, int | None], float] = {}  # insertion order = expiry order
+
+    def add(self, reply_to: str, calls: list[int] | None) -> None:
+        now = time.monotonic()
+        while self._until and next(iter(self._until.values())) < now:
+            del self._until[next(iter(self._until))]
+        for token in calls if calls is not None else [None]:
+            self._until.pop((reply_to, token), None)
+            self._until[(reply_to, token)] = now + self._ttl
+
+    def covers(self, reply_to: str, call: int | None) -> bool:
+        now = time.monotonic()
+        return any(self._until.get(key, 0.0) > now for key in ((reply_to, None), (reply_to, call)))
+
+
 def _stopped() -> Outcome:
     return Outcome.error(
         JsonRpcErrorCode.SERVICE_UNAVAILABLE, "Worker stopped before the call finished"
@@ -235,7 +295,14 @@ def _load_user(user: Mapping[str, Any] | None) -> Any:
 def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
     """A worker loop on ``layer`` that answers with a :class:`CallHandler`."""
     config = config or get_config()
-    return WorkerRuntime(layer, CallHandler(layer, config), concurrency=config.worker_concurrency)
+    handler = CallHandler(layer, config)
+    return WorkerRuntime(
+        layer,
+        handler,
+        concurrency=config.worker_concurrency,
+        control=handler.control,
+        control_group=WORKERS_GROUP,
+    )
 
 
 class RpcWorkerConsumer(DirectDispatch, AsyncConsumer):  # type: ignore[misc]
@@ -257,9 +324,16 @@ class RpcWorkerConsumer(DirectDispatch, AsyncConsumer):  # type: ignore[misc]
             self._handler = CallHandler(self.channel_layer, config)
             self._slots = asyncio.Semaphore(config.worker_concurrency)
             self._tasks = set()
+            # Cancellations reach workers through this group. (Under runworker the membership is
+            # not renewed: it lapses after the layer's group_expiry, one day by default.)
+            await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
         task = asyncio.create_task(self._bounded(self._handler, message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def rpc_cancel(self, message: dict[str, Any]) -> None:
+        if self._handler is not None:
+            await self._handler.control(message)
 
     async def _bounded(self, handler: CallHandler, message: dict[str, Any]) -> None:
         assert self._slots is not None
