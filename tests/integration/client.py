@@ -24,6 +24,7 @@ class RpcSocket:
     ws: ClientConnection
     answers: dict[Any, Answer] = field(default_factory=dict)
     frames: list[Any] = field(default_factory=list)  # every decoded frame, in arrival order
+    texts: list[str] = field(default_factory=list)  # the same frames as received
     notifications: list[dict[str, Any]] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _waiters: dict[Any, asyncio.Future[None]] = field(default_factory=dict)
@@ -40,6 +41,7 @@ class RpcSocket:
     async def _read(self) -> None:
         async for frame in self.ws:
             now = time.monotonic()
+            self.texts.append(str(frame))
             decoded = json.loads(frame)
             self.frames.append(decoded)
             for item in decoded if isinstance(decoded, list) else [decoded]:
@@ -88,6 +90,20 @@ class RpcSocket:
         if missing:
             raise AssertionError(f"{len(missing)} of {len(ids)} calls unanswered: {missing[:10]}")
         return {i: self.answers[_key(i)] for i in ids}
+
+    async def notification(self, method: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The first notification ``method`` received (waiting for it if needed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for item in self.notifications:
+                if item["method"] == method:
+                    return item
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {method!r} notification arrived")
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
 
     async def next_frame(self, timeout: float = 10.0) -> Any:
         count = len(self.frames)

@@ -7,7 +7,8 @@ import os
 import time
 from typing import Any
 
-from channels_rpc import AsyncJsonRpcWebsocketConsumer
+from channels_rpc import AsyncJsonRpcWebsocketConsumer, RpcContext
+from channels_rpc.decorators import permission_required
 from tests.project import counters
 
 
@@ -64,6 +65,38 @@ async def hold(seconds: float) -> int:
 async def narrow(seconds: float) -> float:
     await asyncio.sleep(seconds)
     return seconds
+
+
+@ProbeConsumer.rpc_method(timeout=30)
+async def cancellable(seconds: float) -> str:
+    """Count starts, completions and finally blocks: cancellation tests read the counters."""
+    await counters.incr("cancellable-started")
+    try:
+        await asyncio.sleep(seconds)
+        await counters.incr("cancellable-completed")
+        return "completed"
+    finally:
+        await counters.incr("cancellable-finally")
+
+
+@ProbeConsumer.rpc_method()
+async def stream(ctx: RpcContext, steps: int) -> int:
+    for step in range(steps):
+        await ctx.progress(step + 1, steps, f"step {step + 1}")
+        await asyncio.sleep(0.01)
+    return steps
+
+
+@ProbeConsumer.rpc_method()
+async def join(ctx: RpcContext, group: str) -> str:
+    await ctx.join_group(group)
+    return group
+
+
+@ProbeConsumer.rpc_method()
+@permission_required("auth.view_user")
+async def secret() -> str:
+    return "only for users who may view users"
 
 
 @SpecConsumer.rpc_method()
