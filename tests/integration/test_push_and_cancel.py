@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -53,13 +52,11 @@ async def test_a_push_from_another_process_reaches_clients_on_two_frontends(
     for client in clients:
         assert (await client.call("join", ["news"]))["result"] == "news"
     # Not a worker, not a front-end: a management command in a process of its own.
-    subprocess.run(
-        [sys.executable, "-m", "workers.manage", "rpcnotify", "news", "headline", '{"n": 1}'],
-        cwd=REPO,
-        env=cluster.env(),
-        check=True,
-        timeout=60,
+    command = ["-m", "workers.manage", "rpcnotify", "news", "headline", '{"n": 1}']
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command, cwd=REPO, env=cluster.env()
     )
+    assert await asyncio.wait_for(process.wait(), 60) == 0
     for client in clients:
         frame = await client.notification("headline")
         assert frame == {"jsonrpc": "2.0", "method": "headline", "params": {"n": 1}}
