@@ -153,3 +153,30 @@ async def test_unread_reply_buffers_are_dropped_after_expiry(redis_server: Redis
     assert orphan not in inbox.buffers
     waiter.cancel()
     await layer.flush()
+
+
+async def test_withdraw_takes_back_only_messages_still_queued(layer: RedisChannelLayer) -> None:
+    handles = [await layer.enqueue("rpc.w", {"type": "x", "n": n}) for n in range(3)]
+    first, second, _ = handles
+    assert first is not None
+    assert second is not None
+    assert await layer.withdraw("rpc.w", [second]) == 1
+    assert (await layer.receive("rpc.w"))["n"] == 0
+    assert await layer.withdraw("rpc.w", [first]) == 0  # already received
+    assert (await layer.receive("rpc.w"))["n"] == 2
+    assert await layer.receive_within("rpc.w", 0.1) is None
+
+
+async def test_one_senders_messages_to_a_channel_keep_their_order(layer: RedisChannelLayer) -> None:
+    # Scores only grow, so messages sent within one clock tick cannot swap places (a worker's
+    # progress notifications must not overtake each other or the final answer).
+    channel = await layer.new_channel()
+
+    async def sender(name: str) -> None:
+        for n in range(300):
+            await layer.send(channel, {"type": "x", "from": name, "n": n})
+
+    await asyncio.gather(sender("a"), sender("b"))
+    got = [await layer.receive(channel) for _ in range(600)]
+    for name in ("a", "b"):
+        assert [m["n"] for m in got if m["from"] == name] == list(range(300))
