@@ -16,6 +16,10 @@
         "DEFAULT_QUEUE": "rpc.default",
         "DEFAULT_TIMEOUT": 300.0,         # seconds; per-method timeout= overrides; 0: no limit
         "MAX_IN_FLIGHT": 64,              # pending calls per connection, then SERVER_BUSY
+        "RATE_LIMIT": 200,                # requests a second per connection (bursts of twice
+                                          # that); above it the socket is closed with 4008; 0: off
+        "LAYER_TIMEOUT": 2.0,             # seconds to wait for the channel layer before answering
+                                          # SERVER_BUSY (then fail fast for a second)
         "REPLY_GRACE": 1.0,               # seconds the front-end waits past a timeout for a reply
         "CHANNEL_LAYER": "default",       # alias in CHANNEL_LAYERS
         "DISCOVERY": True,                # answer rpc.discover with an OpenRPC document
@@ -57,6 +61,8 @@ class RpcConfig:
     default_queue: str = "rpc.default"
     default_timeout: float = 300.0
     max_in_flight: int = 64
+    rate_limit: float = 200.0
+    layer_timeout: float = 2.0
     reply_grace: float = 1.0
     channel_layer: str = "default"
     discovery: bool = True
@@ -109,8 +115,14 @@ def _seconds(key: str, value: Any) -> float:
         or value < 0
     ):
         raise ImproperlyConfigured(
-            f"{SETTING}[{key!r}] must be a finite number of seconds >= 0, got {value!r}."
+            f"{SETTING}[{key!r}] must be a finite number >= 0, got {value!r}."
         )
+    return float(value)
+
+
+def _positive_seconds(key: str, value: Any) -> float:
+    if _seconds(key, value) == 0:
+        raise ImproperlyConfigured(f"{SETTING}[{key!r}] must be more than 0 seconds.")
     return float(value)
 
 
@@ -150,6 +162,8 @@ _CHECKS: Final = {
     "default_queue": _queue,
     "default_timeout": _seconds,
     "max_in_flight": _positive_int,
+    "rate_limit": _seconds,
+    "layer_timeout": _positive_seconds,
     "reply_grace": _seconds,
     "channel_layer": _name,
     "discovery": _flag,

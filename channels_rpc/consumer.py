@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
@@ -28,6 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
 from channels_rpc import embedded, openrpc, registry, signals
+from channels_rpc._compat import timeout as time_limit
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.envelope import (
@@ -38,6 +40,7 @@ from channels_rpc.envelope import (
     notification_frame,
 )
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
+from channels_rpc.guards import Breaker, TokenBucket
 from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
 from channels_rpc.protocol import (
     Rejection,
@@ -55,6 +58,9 @@ __all__ = ["AsyncJsonRpcWebsocketConsumer"]
 
 #: Notifications that cancel a pending call: ours, and the Language Server Protocol's.
 CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
+#: The close code for a client sending more than RATE_LIMIT requests a second (an application
+#: may close with 1000 or 3000-4999 only; 4008 echoes 1008 "policy violation").
+CLOSE_RATE_LIMITED = 4008
 #: The OpenRPC service discovery method.
 DISCOVER = "rpc.discover"
 _PROGRESS = {
@@ -92,7 +98,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending = PendingCalls(get_config().max_in_flight)
+        config = get_config()
+        self._pending = PendingCalls(config.max_in_flight)
+        self._bucket = TokenBucket(config.rate_limit, 2 * config.rate_limit)
+        self._closing = False
         self._consumer_key = registry.consumer_key(type(self))
         self._portable: dict[str, Any] | None = None
         self._connected_at = time.monotonic()
@@ -288,6 +297,11 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Handle one frame; never raises for anything a client sends."""
+        if self._closing:
+            return  # frames daphne had buffered before the close took effect
+        if not self._bucket.take(1):
+            await self._close_abusive("rate limit exceeded")
+            return
         text = text_data if text_data is not None else _utf8_or_none(bytes_data)
         if text is None:
             await self._send_error(
@@ -300,11 +314,19 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         config = get_config()
         message = parse(text, config.limits)
         if isinstance(message, list):
+            if not self._bucket.take(len(message) - 1):  # a batch costs what its calls would
+                await self._close_abusive("rate limit exceeded")
+                return
             await self._receive_batch(message, config)
             return
         frame = await self._dispatch(message, config, None, text)
         if frame is not None:
             await self.send(text_data=frame)
+
+    async def _close_abusive(self, reason: str) -> None:
+        logger.warning("closing %s: %s", self.scope.get("client"), reason)
+        self._closing = True
+        await self.close(code=CLOSE_RATE_LIMITED, reason=reason)
 
     async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
         batch = Batch()
@@ -437,22 +459,27 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             sent_at=now,
             scope=self._portable_scope(),
         )
+        breaker = _breaker(self.channel_layer)
+        if not breaker.allows():  # the layer just failed: answer now rather than wait again
+            raise _busy(queue, "channel layer unavailable")
         # channels_rpc.layers.RedisChannelLayer hands back a handle that can take the request
         # back off the queue if it is cancelled before a worker took it.
         enqueue = getattr(self.channel_layer, "enqueue", None)
         try:
-            if enqueue is not None:
-                return queue, await enqueue(queue, call.to_message())
-            await self.channel_layer.send(queue, call.to_message())
+            async with time_limit(config.layer_timeout):
+                if enqueue is not None:
+                    handle = await enqueue(queue, call.to_message())
+                else:
+                    handle = await self.channel_layer.send(queue, call.to_message())
         except ChannelFull:
-            reason = "queue is full"
-        except Exception as exc:
+            raise _busy(queue, "queue is full") from None
+        except Exception as exc:  # includes the timeout
             # Like a full queue, a layer that cannot take the call now is a "try again later".
-            logger.error("could not enqueue %r on %s: %s", spec.name, queue, exc)
-            reason = "channel layer unavailable"
-        else:
-            return queue, None
-        raise JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, {"queue": queue, "reason": reason})
+            logger.error("could not enqueue %r on %s: %r", spec.name, queue, exc)
+            breaker.failed()
+            raise _busy(queue, "channel layer unavailable") from None
+        breaker.succeeded()
+        return queue, handle
 
     # ----------------------------------------------------------------------------------------
     # Cancellation
@@ -480,13 +507,14 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         leftover = [pending.token for pending in calls]
         withdraw = getattr(self.channel_layer, "withdraw", None)
         try:
-            if withdraw is not None:
-                leftover = await self._withdraw(withdraw, calls)
-            if everything or leftover:
-                message = cancel_message(self.channel_name, None if everything else leftover)
-                await self.channel_layer.group_send(WORKERS_GROUP, message)
-        except Exception as exc:
-            logger.warning("could not cancel %d calls: %s", len(calls), exc)
+            async with time_limit(get_config().layer_timeout):
+                if withdraw is not None:
+                    leftover = await self._withdraw(withdraw, calls)
+                if everything or leftover:
+                    message = cancel_message(self.channel_name, None if everything else leftover)
+                    await self.channel_layer.group_send(WORKERS_GROUP, message)
+        except Exception as exc:  # includes the timeout
+            logger.warning("could not cancel %d calls: %r", len(calls), exc)
 
     async def _withdraw(self, withdraw: Any, calls: list[Pending]) -> list[int]:
         """Withdraw queued calls; returns the tokens that may already be running."""
@@ -741,6 +769,21 @@ def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
     if transports:
         entry["transports"] = [name for name, on in info.transport_options.items() if on]
     return entry
+
+
+_breakers: weakref.WeakKeyDictionary[Any, Breaker] = weakref.WeakKeyDictionary()
+
+
+def _breaker(layer: Any) -> Breaker:
+    """One breaker per channel layer: every connection of the process learns of an outage."""
+    breaker = _breakers.get(layer)
+    if breaker is None:
+        breaker = _breakers[layer] = Breaker(cooldown=1.0)
+    return breaker
+
+
+def _busy(queue: str, reason: str) -> JsonRpcError:
+    return JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, {"queue": queue, "reason": reason})
 
 
 def _cancel_timer(pending: Pending) -> None:

@@ -20,17 +20,12 @@ import functools
 import inspect
 import json
 import logging
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _timeout
-else:  # the same context manager, as it was before it joined asyncio in 3.11
-    from async_timeout import timeout as _timeout
-
+from channels_rpc._compat import timeout as _timeout
 from channels_rpc.context import RpcContext
 from channels_rpc.envelope import Call
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object

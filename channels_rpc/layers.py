@@ -119,7 +119,13 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
                 f"socket_timeout={timeout} would cut the layer's {self.brpop_timeout} s blocking "
                 f"reads; use at least {minimum} (or leave it unset)."
             )
-        return {**host, "socket_timeout": timeout}
+        # redis-py waits up to 5 s (20 s before redis-py 8) for a connection to a host that does
+        # not answer; a front-end would hold calls that long. Two seconds tell a dead host.
+        return {
+            **host,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": host.get("socket_connect_timeout", 2.0),
+        }
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         await self.enqueue(channel, message)
@@ -261,7 +267,7 @@ class _Inbox:
             except Exception as exc:
                 logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.1
             if result is not None:

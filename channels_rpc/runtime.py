@@ -33,7 +33,8 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: How long one bounded receive waits before the loop looks at its stop flag and queue list.
 POLL_SECONDS = 1.0
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
+# Retrying a lost Redis once a second costs nothing and finds it back within a second.
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 1.0
 
 
 class Receiver(Protocol):

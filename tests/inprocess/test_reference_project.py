@@ -52,5 +52,10 @@ async def test_the_reference_api_lists_every_method() -> None:
         "divide",
         "fail",
         "whoami",
+        "build_report",
+        "count_to",
+        "subscribe",
+        "unsubscribe",
+        "publish",
     ]
     assert [n["name"] for n in api["notifications"]] == ["log"]
