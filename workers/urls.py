@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
+from channels_rpc.health import health_view
+
 
 def index(request: HttpRequest) -> HttpResponse:
     return HttpResponse(
@@ -11,4 +13,4 @@ def index(request: HttpRequest) -> HttpResponse:
     )
 
 
-urlpatterns = [path("", index)]
+urlpatterns = [path("", index), path("healthz/", health_view)]

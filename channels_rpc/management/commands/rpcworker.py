@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
@@ -22,6 +23,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from channels_rpc.config import get_config
+from channels_rpc.health import beat
 from channels_rpc.layers import RedisChannelLayer
 from channels_rpc.registry import known_queues
 from channels_rpc.worker import build_runtime
@@ -37,6 +39,12 @@ class Command(BaseCommand):  # type: ignore[misc]
         parser.add_argument("--concurrency", type=int, default=None, help="Calls run at once.")
         parser.add_argument("--grace", type=float, default=None, help="Seconds to drain on stop.")
         parser.add_argument("--layer", default=None, help="CHANNEL_LAYERS alias to use.")
+        parser.add_argument(
+            "--health-file",
+            type=Path,
+            default=None,
+            help="Touch this file every few seconds while healthy (see rpchealth).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = get_config()
@@ -55,7 +63,7 @@ class Command(BaseCommand):  # type: ignore[misc]
             and len({layer.consistent_hash(q) for q in queues}) > 1
         ):
             raise CommandError(f"{queues} live on different Redis hosts: run a worker per host.")
-        asyncio.run(_serve(layer, queues, concurrency, grace))
+        asyncio.run(_serve(layer, queues, concurrency, grace, options["health_file"]))
 
 
 def _load_application() -> None:
@@ -79,8 +87,11 @@ def _warn_about(layer: Any) -> None:
         )
 
 
-async def _serve(layer: Any, queues: list[str], concurrency: int, grace: float) -> None:
+async def _serve(
+    layer: Any, queues: list[str], concurrency: int, grace: float, health_file: Path | None
+) -> None:
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
+    heartbeat = asyncio.create_task(beat(layer, health_file)) if health_file else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -95,5 +106,7 @@ async def _serve(layer: Any, queues: list[str], concurrency: int, grace: float) 
     sys.stderr.flush()
     await stop.wait()
     logger.info("rpcworker stopping: %d calls running, %.1f s grace", runtime.in_flight, grace)
+    if heartbeat is not None:
+        heartbeat.cancel()
     await runtime.stop(grace)
     logger.info("rpcworker stopped after %d calls", runtime.handled)

@@ -1,0 +1,57 @@
+"""Health checks for orchestrators (docker-compose, Kubernetes): front-ends and workers.
+
+Front-end: mount :func:`health_view` (for example at ``/healthz/``); it answers 200 when the
+channel layer answers, 503 otherwise. Worker: ``manage.py rpcworker --health-file PATH`` touches
+PATH every few seconds while its event loop runs and Redis answers; ``manage.py rpchealth
+--file PATH`` exits 0 if PATH was touched recently (``--url URL`` checks a front-end the same
+way).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from channels.layers import get_channel_layer
+from django.http import HttpRequest, JsonResponse
+
+from channels_rpc._compat import timeout
+from channels_rpc.config import get_config
+
+__all__ = ["HEARTBEAT_SECONDS", "beat", "check_layer", "health_view"]
+
+logger = logging.getLogger("channels_rpc")
+
+#: How often a worker touches its health file.
+HEARTBEAT_SECONDS = 5.0
+
+
+async def check_layer(layer: Any, within: float = 1.0) -> None:
+    """Raise if the channel layer does not answer within ``within`` seconds."""
+    async with timeout(within):
+        for index in range(getattr(layer, "ring_size", 0)):  # Redis layers: one PING per host
+            await layer.connection(index).ping()
+
+
+async def health_view(request: HttpRequest) -> JsonResponse:
+    """200 ``{"status": "ok"}`` if the channel layer answers, else 503 with the reason."""
+    layer = get_channel_layer(get_config().channel_layer)
+    try:
+        await check_layer(layer)
+    except Exception as exc:
+        return JsonResponse({"status": "unavailable", "error": repr(exc)}, status=503)
+    return JsonResponse({"status": "ok"})
+
+
+async def beat(layer: Any, path: Path) -> None:
+    """Touch ``path`` every few seconds while the layer answers (runs until cancelled)."""
+    while True:
+        try:
+            await check_layer(layer)
+        except Exception as exc:
+            logger.warning("health: the channel layer does not answer (%r)", exc)
+        else:
+            await asyncio.to_thread(path.touch)
+        await asyncio.sleep(HEARTBEAT_SECONDS)
