@@ -53,6 +53,7 @@ from channels_rpc.protocol import (
     validate,
 )
 from channels_rpc.registry import MethodInfo, MethodSpec
+from channels_rpc.security import AUTH_EXPIRES_AT
 
 __all__ = ["AsyncJsonRpcWebsocketConsumer"]
 
@@ -61,6 +62,8 @@ CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
 #: The close code for a client sending more than RATE_LIMIT requests a second (an application
 #: may close with 1000 or 3000-4999 only; 4008 echoes 1008 "policy violation").
 CLOSE_RATE_LIMITED = 4008
+#: The close code once the credentials the connection was opened with have expired.
+CLOSE_AUTH_EXPIRED = 4001
 #: The OpenRPC service discovery method.
 DISCOVER = "rpc.discover"
 _PROGRESS = {
@@ -302,6 +305,9 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         if not self._bucket.take(1):
             await self._close_abusive("rate limit exceeded")
             return
+        if self._credentials_expired():
+            await self._close_expired(text_data, bytes_data)
+            return
         text = text_data if text_data is not None else _utf8_or_none(bytes_data)
         if text is None:
             await self._send_error(
@@ -327,6 +333,22 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         logger.warning("closing %s: %s", self.scope.get("client"), reason)
         self._closing = True
         await self.close(code=CLOSE_RATE_LIMITED, reason=reason)
+
+    def _credentials_expired(self) -> bool:
+        expires_at = self.scope.get(AUTH_EXPIRES_AT)
+        return expires_at is not None and time.time() >= expires_at
+
+    async def _close_expired(self, text_data: str | None, bytes_data: bytes | None) -> None:
+        """Answer the frame's call, if it is one, then close: the credentials ran out."""
+        message = parse(
+            text_data if text_data is not None else _utf8_or_none(bytes_data) or "",
+            get_config().limits,
+        )
+        error = error_object(JsonRpcErrorCode.UNAUTHORIZED, data={"reason": "credentials expired"})
+        if isinstance(message, Request) and not message.is_notification:
+            await self._send_error(message.id, error)
+        self._closing = True
+        await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
 
     async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
         batch = Batch()

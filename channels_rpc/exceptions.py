@@ -5,7 +5,7 @@
           └── RequestTooLargeError    -32001, a size limit was exceeded
 
 Codes keep the values of channels-rpc 1.0.1 and add the server codes this package answers with
-(-32010..-32012) and LSP's -32800 for cancelled requests. Base messages keep 1.0.1's wording
+(-32010..-32013) and LSP's -32800 for cancelled requests. Base messages keep 1.0.1's wording
 ("Method Not Found"), because clients of 1.0.1 may match on them; the JSON-RPC spec leaves the
 text free.
 """
@@ -40,6 +40,7 @@ class JsonRpcErrorCode(IntEnum):
     SERVER_BUSY = -32010
     SERVICE_UNAVAILABLE = -32011
     DEADLINE_EXCEEDED = -32012
+    UNAUTHORIZED = -32013
 
     PARSE_RESULT_ERROR = -32701
     REQUEST_CANCELLED = -32800
@@ -56,6 +57,7 @@ RPC_ERRORS: dict[int, str] = {
     JsonRpcErrorCode.SERVER_BUSY: "Server Busy",
     JsonRpcErrorCode.SERVICE_UNAVAILABLE: "Service Unavailable",
     JsonRpcErrorCode.DEADLINE_EXCEEDED: "Deadline Exceeded",
+    JsonRpcErrorCode.UNAUTHORIZED: "Unauthorized",
     JsonRpcErrorCode.PARSE_RESULT_ERROR: "Error while parsing result",
     JsonRpcErrorCode.REQUEST_CANCELLED: "Request Cancelled",
 }

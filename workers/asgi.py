@@ -11,16 +11,24 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from channels_rpc import RpcWorkerConsumer  # noqa: E402
+from channels_rpc.security import StrictOriginValidator  # noqa: E402
 from workers import methods  # noqa: E402, F401  (registers the methods)
+from workers.auth import TokenAuthMiddleware  # noqa: E402
 from workers.consumers import RpcConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AuthMiddlewareStack(URLRouter([path("ws/rpc/", RpcConsumer.as_asgi())])),
+        "websocket": StrictOriginValidator(
+            AuthMiddlewareStack(
+                TokenAuthMiddleware(URLRouter([path("ws/rpc/", RpcConsumer.as_asgi())]))
+            ),
+            settings.RPC_ALLOWED_ORIGINS,
+        ),
         # Only for `manage.py runworker rpc.default`; `rpcworker` does not need it.
         "channel": ChannelNameRouter({"rpc.default": RpcWorkerConsumer.as_asgi()}),
     }

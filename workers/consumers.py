@@ -3,7 +3,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from django.conf import settings
+
 from channels_rpc import AsyncJsonRpcWebsocketConsumer
+
+#: Close code for a handshake without credentials when they are required (4003, like HTTP 403).
+CLOSE_UNAUTHENTICATED = 4003
 
 
 class RpcConsumer(AsyncJsonRpcWebsocketConsumer):
@@ -24,3 +29,12 @@ class RpcConsumer(AsyncJsonRpcWebsocketConsumer):
         },
         "logged": "Sent back to the caller of the `log` notification.",
     }
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if getattr(settings, "RPC_REQUIRE_AUTH", False) and not getattr(
+            user, "is_authenticated", False
+        ):
+            await self.close(code=CLOSE_UNAUTHENTICATED)  # before accept: daphne answers 403
+            return
+        await super().connect()

@@ -42,6 +42,14 @@ DATABASES = {
     }
 }
 
+# Security defaults (see README "Security"): browsers must come from these exact origins; with
+# RPC_REQUIRE_AUTH=1 a connection needs a session or a bearer token before it is accepted.
+RPC_ALLOWED_ORIGINS = os.environ.get(
+    "RPC_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
+).split(",")
+RPC_REQUIRE_AUTH = os.environ.get("RPC_REQUIRE_AUTH", "") == "1"
+RPC_TOKEN_TTL = float(os.environ.get("RPC_TOKEN_TTL", "3600"))
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
 CHANNEL_LAYERS: dict[str, Any]
 if REDIS_URL:

@@ -25,6 +25,7 @@ BASE_MESSAGES = [
     (JsonRpcErrorCode.SERVER_BUSY, -32010, "Server Busy"),
     (JsonRpcErrorCode.SERVICE_UNAVAILABLE, -32011, "Service Unavailable"),
     (JsonRpcErrorCode.DEADLINE_EXCEEDED, -32012, "Deadline Exceeded"),
+    (JsonRpcErrorCode.UNAUTHORIZED, -32013, "Unauthorized"),
     (JsonRpcErrorCode.PARSE_RESULT_ERROR, -32701, "Error while parsing result"),
     (JsonRpcErrorCode.REQUEST_CANCELLED, -32800, "Request Cancelled"),
 ]
