@@ -64,6 +64,9 @@ CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
 CLOSE_RATE_LIMITED = 4008
 #: The close code once the credentials the connection was opened with have expired.
 CLOSE_AUTH_EXPIRED = 4001
+#: The WebSocket subprotocol accepted when a client offers it (browsers that offer any
+#: subprotocol fail the handshake unless the server picks one).
+SUBPROTOCOL = "jsonrpc"
 #: The OpenRPC service discovery method.
 DISCOVER = "rpc.discover"
 _PROGRESS = {
@@ -269,6 +272,14 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         await super().websocket_connect(message)
         if self.groups and self._group_keeper is None:  # Channels' own `groups` attribute
             self._group_keeper = self._spawn(self._keep_groups())
+
+    async def connect(self) -> None:
+        """Accept the connection, choosing the ``jsonrpc`` subprotocol if the client offers it.
+
+        Override to authenticate first (close before accepting to refuse: daphne answers 403).
+        """
+        offered = self.scope.get("subprotocols") or ()
+        await self.accept(SUBPROTOCOL if SUBPROTOCOL in offered else None)
 
     async def accept(self, subprotocol: str | None = None, headers: Any = None) -> None:
         await super().accept(subprotocol, headers)
