@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 
-.PHONY: demo test lint pytest clean
+.PHONY: demo test lint pytest reliability clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,5 +31,11 @@ lint: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+## The fault-injection suite, long tests included; prints the table of measured figures.
+reliability: $(STAMP)
+	rm -f reliability-results.jsonl
+	RELIABILITY_RESULTS=reliability-results.jsonl $(BIN)/pytest tests/integration tests/inprocess/test_vectors.py -m "integration or not long" -p no:randomly -q
+	$(BIN)/python -m tests.integration.reliability.report reliability-results.jsonl
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache $(DEMO_DB)
+	rm -rf $(VENV) .mypy_cache .ruff_cache $(DEMO_DB) reliability-results.jsonl

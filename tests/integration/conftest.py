@@ -61,6 +61,22 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
         redis.stop()
 
 
+@pytest.fixture
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    """A Redis of this test's own, which it may stop and start again (a restart loses data)."""
+    log_dir = tmp_path_factory.mktemp("private-redis")
+    if shutil.which("redis-server"):
+        redis = start_redis_server(log_dir)
+    elif os.environ.get("CI", "").lower() == "true":
+        pytest.fail("CI=true needs redis-server installed for tests that restart Redis.")
+    else:
+        redis = start_fakeredis(log_dir)
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
 @pytest.fixture(scope="session")
 def database(tmp_path_factory: pytest.TempPathFactory, redis_server: Redis) -> Path:
     """A migrated SQLite file shared by the processes of every cluster."""

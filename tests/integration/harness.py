@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
@@ -125,6 +126,7 @@ class Redis:
     kind: str  # "redis-server", "external" or "fakeredis"
     proc: Proc | None = None
     stopper: object | None = None
+    log_dir: Path | None = None
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -132,18 +134,32 @@ class Redis:
         shutdown = getattr(self.stopper, "shutdown", None)
         if shutdown is not None:
             shutdown()
+            getattr(self.stopper, "server_close", lambda: None)()
+
+    def start(self) -> None:
+        """Start again, at the same address, empty (after :meth:`stop`): a Redis restart."""
+        assert self.log_dir is not None, "only a Redis this harness started can restart"
+        if self.kind == "redis-server":
+            self.proc = _redis_server_proc(self.log_dir, restart=True)
+        else:
+            self.stopper = _fakeredis_server(int(self.url.rsplit(":", 1)[1].split("/")[0]))
 
 
-def start_redis_server(log_dir: Path) -> Redis:
-    """A private redis-server on a Unix socket, nothing persisted."""
+def _redis_server_proc(log_dir: Path, restart: bool = False) -> Proc:
     sock = log_dir / "redis.sock"
     argv = [
         "redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
         "--save", "", "--appendonly", "no", "--dir", str(log_dir),
     ]  # fmt: skip
-    proc = Proc("redis", argv, dict(os.environ), log_dir)
+    proc = Proc("redis-restarted" if restart else "redis", argv, dict(os.environ), log_dir)
     proc.wait_for(r"[Rr]eady to accept connections")
-    return Redis(f"unix://{sock}", "redis-server", proc=proc)
+    return proc
+
+
+def start_redis_server(log_dir: Path) -> Redis:
+    """A private redis-server on a Unix socket, nothing persisted."""
+    proc = _redis_server_proc(log_dir)
+    return Redis(f"unix://{log_dir / 'redis.sock'}", "redis-server", proc=proc, log_dir=log_dir)
 
 
 def reachable(host: str, port: int) -> bool:
@@ -155,16 +171,22 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def start_fakeredis() -> Redis:
-    """An in-process fakeredis TCP server on a port the OS picks (machines without Redis)."""
+def _fakeredis_server(port: int = 0) -> Any:
     from fakeredis import TcpFakeServer
 
-    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    TcpFakeServer.allow_reuse_address = True
+    server = TcpFakeServer(("127.0.0.1", port), server_type="redis")
     thread = threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True)
     thread.start()
+    return server
+
+
+def start_fakeredis(log_dir: Path | None = None) -> Redis:
+    """An in-process fakeredis TCP server on a port the OS picks (machines without Redis)."""
+    server = _fakeredis_server()
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else host
-    return Redis(f"redis://{host}:{port}/0", "fakeredis", stopper=server)
+    return Redis(f"redis://{host}:{port}/0", "fakeredis", stopper=server, log_dir=log_dir)
 
 
 def child_env(redis_url: str, prefix: str, db_path: Path, **extra: str) -> dict[str, str]:
@@ -196,11 +218,11 @@ class Cluster:
     def env(self, **extra: str) -> dict[str, str]:
         return child_env(self.redis.url, self.prefix, self.db_path, **extra)
 
-    def start_frontend(self, **env: str) -> Proc:
+    def start_frontend(self, *daphne_args: str, **env: str) -> Proc:
         name = f"daphne{len(self.frontends)}"
         argv = [
             sys.executable, "-m", "daphne", "-e", "tcp:port=0:interface=127.0.0.1",
-            "tests.project.asgi:application",
+            *daphne_args, "tests.project.asgi:application",
         ]  # fmt: skip
         proc = Proc(name, argv, self.env(**env), self.log_dir)
         self.frontends.append(proc)
@@ -209,10 +231,14 @@ class Cluster:
         return proc
 
     def start_worker(
-        self, queues: Sequence[str] = (), concurrency: int | None = None, **env: str
+        self,
+        queues: Sequence[str] = (),
+        concurrency: int | None = None,
+        args: Sequence[str] = (),
+        **env: str,
     ) -> Proc:
         name = f"worker{len(self.workers)}"
-        argv = [sys.executable, "-m", "workers.manage", "rpcworker", *queues]
+        argv = [sys.executable, "-m", "workers.manage", "rpcworker", *queues, *args]
         if concurrency is not None:
             argv += ["--concurrency", str(concurrency)]
         proc = Proc(name, argv, self.env(**env), self.log_dir)
