@@ -1,0 +1,3 @@
+"""Probe methods for the client, protocol and security tests (tests/integration/reliability)."""
+
+from __future__ import annotations
