@@ -5,10 +5,11 @@ to one consumer, one at a time; a crashed worker then loses its whole backlog. T
 holds at most ``concurrency`` requests: the rest stay in the channel layer, where any other
 worker can take them.
 
-One puller serves every queue: it waits for a free slot, then for a message on whichever queue
-has one. (A puller per queue would park a slot on each idle queue.) A layer that offers
-``receive_within(channels, timeout)`` (this package's Redis layer: one multi-key ``BZPOPMIN``)
-is polled with it, so stopping never cancels a pop Redis may already have performed. Other layers
+One puller serves every queue: it waits for a free slot, then takes up to as many messages as
+it has free slots, from whichever queues have them. (A puller per queue would park a slot on
+each idle queue.) A layer that offers ``receive_many(channels, limit, timeout)`` (this
+package's Redis layer: one script, or one multi-key ``BZPOPMIN`` when nothing waits) is polled
+with it, so stopping never cancels a pop Redis may already have performed. Other layers
 are raced with one ``receive`` per queue and the losers cancelled, which they survive (the
 in-memory layer) or repair (channels-redis' backup queue).
 
@@ -59,7 +60,8 @@ class WorkerRuntime:
         self._control = control
         self._control_group = control_group
         self._listener: asyncio.Task[None] | None = None
-        self._slots = asyncio.Semaphore(concurrency)
+        self._free = concurrency  # slots not running a call
+        self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._queues: list[str] = []
         self._queues_changed = asyncio.Event()
@@ -115,15 +117,11 @@ class WorkerRuntime:
     async def _pull(self) -> None:
         backoff = _BACKOFF_FIRST
         while not self._stopping.is_set():
-            self._awaiting_slot = True
+            slots = await self._take_free_slots()
             try:
-                await self._slots.acquire()
-            finally:
-                self._awaiting_slot = False
-            try:
-                message = await self._next_message()
+                messages = await self._next_messages(slots)
             except Exception as exc:
-                self._slots.release()
+                self._release(slots)
                 queues = ",".join(self._queues)
                 logger.warning(
                     "receive on %s failed (%s); retrying in %.1f s", queues, exc, backoff
@@ -132,24 +130,43 @@ class WorkerRuntime:
                 backoff = min(backoff * 2, _BACKOFF_MAX)
                 continue
             except BaseException:
-                self._slots.release()
+                self._release(slots)
                 raise
             backoff = _BACKOFF_FIRST
-            if message is None:
-                self._slots.release()
-            else:
+            self._release(slots - len(messages))
+            for message in messages:
                 self._start(message)
 
-    async def _next_message(self) -> dict[str, Any] | None:
+    async def _take_free_slots(self) -> int:
+        """Wait for a free slot, then take every free slot (the puller fills them at once)."""
+        self._awaiting_slot = True
+        try:
+            while not self._free:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+        finally:
+            self._awaiting_slot = False
+        slots, self._free = self._free, 0
+        return slots
+
+    def _release(self, slots: int) -> None:
+        if slots:
+            self._free += slots
+            self._slot_freed.set()
+
+    async def _next_messages(self, limit: int) -> list[dict[str, Any]]:
         if self._ready:
-            return self._ready.popleft()
+            return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
         # Rotate the order so that a busy queue listed first cannot starve the others.
         self._queues.append(self._queues.pop(0))
-        receive_within = getattr(self.layer, "receive_within", None)
-        if receive_within is not None:
-            message: dict[str, Any] | None = await receive_within(list(self._queues), POLL_SECONDS)
-            return message
-        return await self._race(list(self._queues))
+        receive_many = getattr(self.layer, "receive_many", None)
+        if receive_many is not None:
+            messages: list[dict[str, Any]] = await receive_many(
+                list(self._queues), limit, POLL_SECONDS
+            )
+            return messages
+        message = await self._race(list(self._queues))
+        return [] if message is None else [message]
 
     async def _race(self, queues: list[str]) -> dict[str, Any] | None:
         """The first message any of ``queues`` yields; None if stopped or the queues changed."""
@@ -225,7 +242,7 @@ class WorkerRuntime:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._calls.discard(task)
-        self._slots.release()
+        self._release(1)
         self.handled += 1
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:

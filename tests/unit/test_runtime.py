@@ -261,7 +261,7 @@ async def test_a_failed_receive_gives_its_slot_back() -> None:
 
 
 class PollingLayer:
-    """A layer with ``receive_within``: polled, and never cancelled on stop."""
+    """A layer with ``receive_many``: polled, and never cancelled on stop."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -270,22 +270,24 @@ class PollingLayer:
         self.polled_thrice = asyncio.Event()
 
     async def receive(self, channel: str) -> dict[str, Any]:
-        raise AssertionError("receive_within should be used")
+        raise AssertionError("receive_many should be used")
 
-    async def receive_within(self, channel: str, seconds: float) -> dict[str, Any] | None:
+    async def receive_many(
+        self, channels: list[str], limit: int, seconds: float
+    ) -> list[dict[str, Any]]:
         self.polls += 1
         if self.polls >= 3:
             self.polled_thrice.set()
         try:
-            return await asyncio.wait_for(self.queue.get(), 0.02)
+            return [await asyncio.wait_for(self.queue.get(), 0.02)]
         except asyncio.TimeoutError:
-            return None
+            return []
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
 
 
-async def test_layers_with_receive_within_are_polled_and_never_cancelled() -> None:
+async def test_layers_with_receive_many_are_polled_and_never_cancelled() -> None:
     layer = PollingLayer()
     handled = asyncio.Event()
 

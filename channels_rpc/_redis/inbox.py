@@ -1,0 +1,101 @@
+"""The reader of a process's process-local channels (its one Redis key), per event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Final
+
+from channels_redis.core import BoundedQueue
+
+from channels_rpc._redis.scripts import POP_MANY
+
+__all__ = ["Inbox"]
+
+logger = logging.getLogger("channels_rpc.layers")
+
+#: Replies taken per round trip when many are waiting.
+DRAIN: Final = 100
+
+
+class Inbox:
+    """Reads this process's one Redis key of process-local channels, for one event loop.
+
+    One task pops the key for as long as the loop runs and sorts messages into per-channel
+    buffers; ``receive()`` only waits on a buffer. Cancelling a receive (Channels does it when
+    a connection closes) therefore never cancels a pop that Redis may already have performed,
+    and a message needs one pop, with no backup queue. Buffers nobody reads for ``expiry``
+    seconds are dropped, as their messages would have expired in Redis.
+    """
+
+    def __init__(self, layer: Any, key: str) -> None:
+        self.layer = layer
+        self.key = key
+        self.buffers: dict[str, BoundedQueue] = {}
+        self.waiting: dict[str, int] = {}
+        self.touched: dict[str, float] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        if self.reader is None or self.reader.done():
+            self.reader = asyncio.create_task(self._read(), name="channels_rpc-inbox")
+        buffer = self._buffer(channel)
+        self.waiting[channel] = self.waiting.get(channel, 0) + 1
+        try:
+            message: dict[str, Any] = await buffer.get()
+            return message
+        finally:
+            self.waiting[channel] -= 1
+            self.touched[channel] = time.monotonic()
+
+    def _buffer(self, channel: str) -> BoundedQueue:
+        if channel not in self.buffers:
+            self.buffers[channel] = BoundedQueue(self.layer.get_capacity(channel))
+            self.touched[channel] = time.monotonic()
+        return self.buffers[channel]
+
+    async def _read(self) -> None:
+        backoff = 0.1
+        busy = False  # many replies arrive at once: drain them in batches, not one pop each
+        while True:
+            try:
+                connection = self.layer.connection(self.layer.consistent_hash(self.key))
+                if busy:
+                    popped = await POP_MANY(connection, [self.key], [DRAIN])
+                    batch = list(zip(popped[::2], popped[1::2], strict=True))
+                else:
+                    result = await connection.bzpopmin(self.key, timeout=self.layer.brpop_timeout)
+                    batch = [result[1:]] if result is not None else []
+            except Exception as exc:
+                logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 1.0)
+                continue
+            backoff = 0.1
+            busy = bool(batch)
+            for member, score in batch:
+                self._deliver(member, float(score))
+            self._evict_stale()
+
+    def _deliver(self, member: bytes, score: float) -> None:
+        if score < time.time() - self.layer.expiry:
+            return
+        message = self.layer.deserialize(member)
+        channels = message.pop("__asgi_channel__")
+        for channel in channels if isinstance(channels, list) else [channels]:
+            self._buffer(channel).put_nowait(message)
+            self.touched[channel] = time.monotonic()
+
+    def _evict_stale(self) -> None:
+        cutoff = time.monotonic() - self.layer.expiry
+        for channel in [c for c, t in self.touched.items() if t < cutoff]:
+            if not self.waiting.get(channel):
+                self.buffers.pop(channel, None)
+                self.waiting.pop(channel, None)
+                del self.touched[channel]
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
