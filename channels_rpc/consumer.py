@@ -521,7 +521,8 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         """``rpc.cancel`` / ``$/cancelRequest`` ``{"id": X}``: answer X with -32800, stop it."""
         params = request.params
         target = params.get("id") if isinstance(params, dict) else None
-        pending = self._pending.find(target) if target is not None else None
+        valid = isinstance(target, (str, int, float)) and not isinstance(target, bool)
+        pending = self._pending.find(target) if valid else None
         if pending is None:
             return  # unknown or already answered: nothing to do
         self._pending.take(pending.token)

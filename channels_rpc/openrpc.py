@@ -10,6 +10,7 @@ OpenRPC has no field for.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import datetime
 import decimal
@@ -42,7 +43,8 @@ _SCALARS: Final[dict[Any, dict[str, Any]]] = {
     uuid.UUID: {"type": "string", "format": "uuid"},
     decimal.Decimal: {"type": "string"},  # how DjangoJSONEncoder writes it
 }
-_ARRAYS: Final = (list, tuple, set, frozenset, typing.Sequence, typing.AbstractSet)
+# Generic aliases such as typing.Sequence[int] report the collections.abc class as their origin.
+_ARRAYS: Final = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set)
 
 # Errors any call may be answered with, beyond its own JsonRpcErrors.
 _CALL_ERRORS: Final = (
@@ -68,12 +70,12 @@ def schema_for(annotation: Any, depth: int = 0) -> dict[str, Any]:
         return {"enum": [member.value for member in annotation]}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Literal:
-        return {"enum": list(args)}
+        return {"enum": [arg.value if isinstance(arg, enum.Enum) else arg for arg in args]}
     if origin in (typing.Union, types.UnionType):
         return {"anyOf": [schema_for(arg, depth + 1) for arg in args]}
     if origin is not None and (origin in _ARRAYS or _is_subclass(origin, _ARRAYS)):
         return _array(origin, args, depth)
-    if annotation in _ARRAYS:
+    if annotation in _ARRAYS or annotation in (typing.Sequence, typing.AbstractSet):
         return {"type": "array"}
     if origin in (dict, typing.Mapping) or _is_subclass(origin, (Mapping,)):
         values = schema_for(args[1], depth + 1) if len(args) == 2 else {}
@@ -95,7 +97,7 @@ def _array(origin: Any, args: tuple[Any, ...], depth: int) -> dict[str, Any]:
         schema["items"] = [schema_for(arg, depth + 1) for arg in args]
     elif args:
         schema["items"] = schema_for(args[0], depth + 1)
-    if origin in (set, frozenset, typing.AbstractSet):
+    if origin in (set, frozenset) or _is_subclass(origin, (collections.abc.Set,)):
         schema["uniqueItems"] = True
     return schema
 
@@ -103,10 +105,10 @@ def _array(origin: Any, args: tuple[Any, ...], depth: int) -> dict[str, Any]:
 def _structured(annotation: Any, depth: int) -> dict[str, Any]:
     """TypedDicts and dataclasses as objects with properties; anything else as "any"."""
     if typing.is_typeddict(annotation):
-        hints = typing.get_type_hints(annotation)
+        hints = _type_hints(annotation)
         required = sorted(annotation.__required_keys__)
     elif dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
-        hints = typing.get_type_hints(annotation)
+        hints = _type_hints(annotation)
         required = [
             f.name
             for f in dataclasses.fields(annotation)
@@ -181,6 +183,11 @@ def _params(spec: MethodSpec, hints: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _param_structure(signature: inspect.Signature) -> str:
+    required = [p.kind for p in signature.parameters.values() if p.default is p.empty]
+    if inspect.Parameter.POSITIONAL_ONLY in required:
+        return "by-position"  # a call by name could never pass it
+    if inspect.Parameter.KEYWORD_ONLY in required:
+        return "by-name"  # a call by position could never pass it
     kinds = {p.kind for p in signature.parameters.values()}
     if kinds <= {inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL} and kinds:
         return "by-position"
@@ -193,9 +200,13 @@ def _param_structure(signature: inspect.Signature) -> str:
 
 
 def _hints(spec: MethodSpec) -> dict[str, Any]:
+    return _type_hints(inspect.unwrap(spec.func))
+
+
+def _type_hints(obj: Any) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(inspect.unwrap(spec.func))
-    except Exception:  # an annotation that does not resolve describes nothing
+        return typing.get_type_hints(obj)
+    except Exception:  # an annotation that does not resolve (a TYPE_CHECKING import) says nothing
         return {}
 
 

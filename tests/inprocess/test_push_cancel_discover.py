@@ -290,12 +290,6 @@ async def test_a_sync_method_sees_ctx_cancelled_after_a_cancel() -> None:
     await communicator.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _cancel_request passes params['id'] unchecked to PendingCalls.find, where "
-    "true == 1: a cancel naming id true cancels the call with id 1",
-)
 async def test_a_cancel_naming_id_true_cancels_nothing() -> None:
     communicator = await connect(WorkConsumer)
     await send(communicator, request("hold", {"tag": "t"}, 1))
@@ -307,12 +301,6 @@ async def test_a_cancel_naming_id_true_cancels_nothing() -> None:
     await communicator.disconnect()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: _cancel_request passes an array/object id to PendingCalls.find, whose dict "
-    "lookup raises TypeError (unhashable), logged as an unexpected dispatch error",
-)
 @pytest.mark.parametrize("target", [[1], {"id": 1}], ids=["array", "object"])
 async def test_a_cancel_naming_an_array_or_object_id_is_ignored_quietly(
     caplog: pytest.LogCaptureFixture, target: Any
@@ -764,12 +752,6 @@ async def test_rpc_discover_is_method_not_found_when_discovery_is_off() -> None:
     assert answer["error"]["data"] == {"method": "rpc.discover"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: openrpc._structured lets get_type_hints' NameError escape; one dataclass "
-    "with an unresolvable field annotation turns the whole rpc.discover into -32603",
-)
 async def test_rpc_discover_survives_an_annotation_that_does_not_resolve() -> None:
     answer = await discover(consumer=FragileConsumer)
     assert "result" in answer, answer

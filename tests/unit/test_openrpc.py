@@ -122,11 +122,6 @@ def test_enum_lists_its_member_values() -> None:
     assert schema_for(Level) == {"enum": [1, 2]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG: Literal of Enum members keeps the members, which JSON cannot encode",
-)
 def test_literal_of_enum_members_lists_their_values() -> None:
     schema = schema_for(Literal[Color.RED])
     assert json.loads(json.dumps(schema)) == {"enum": ["red"]}
@@ -188,12 +183,6 @@ def test_sequences_and_sets_are_arrays(annotation: Any, expected: dict[str, Any]
         ),
     ],
     ids=lambda value: None if isinstance(value, dict) else repr(value),
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Sequence[X] / AbstractSet[X] have origin collections.abc.Sequence / Set, "
-    "which _ARRAYS (holding the typing aliases) never matches; described as any",
-    raises=AssertionError,
 )
 def test_abstract_sequences_and_sets_are_arrays(annotation: Any, expected: dict[str, Any]) -> None:
     assert schema_for(annotation) == expected
@@ -313,12 +302,6 @@ def test_annotations_deeper_than_the_limit_are_any() -> None:
     assert levels < 12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NameError,
-    reason="BUG: _structured calls typing.get_type_hints unguarded; an unresolvable field "
-    "annotation raises NameError out of schema_for (and rpc.discover answers -32603)",
-)
 def test_a_dataclass_with_an_unresolvable_annotation_does_not_break_the_schema() -> None:
     schema = schema_for(Priced)
     assert schema.get("title", "Priced") == "Priced"
@@ -505,12 +488,6 @@ def mixed_positional(a: int, /, b: int = 0) -> int:
     ("func", "structure"),
     [(mixed_keyword, "by-name"), (mixed_positional, "by-position")],
     ids=["required-keyword-only", "required-positional-only"],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a required keyword-only (positional-only) parameter makes by-position "
-    "(by-name) calls impossible, yet paramStructure says 'either'",
-    raises=AssertionError,
 )
 def test_a_required_parameter_of_one_kind_fixes_the_param_structure(
     func: Callable[..., Any], structure: str
