@@ -6,8 +6,8 @@ Stock ``channels_redis.core.RedisChannelLayer`` guards every receive with a per-
 requests run twice (channels_redis#163, measured at 3% of messages). This layer keeps groups,
 capacities and expiry, and changes the rest:
 
-* a normal channel is popped atomically (``BZPOPMIN``, or a script taking up to N messages at
-  once for a worker with N free slots): exactly one receiver gets each message. Workers wait
+* a normal channel is popped atomically, up to N messages at once for a worker with N free
+  slots (``BZMPOP``): exactly one receiver gets each message. Workers wait
   with bounded pops (``receive_within``/``receive_many``) instead of being cancelled mid-pop,
   which would lose a message Redis had already handed over;
 * a process's process-local channels (the reply channels of a front-end) share one Redis key,
@@ -34,7 +34,8 @@ from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.utils import decode_hosts
 
 from channels_rpc._redis.inbox import Inbox
-from channels_rpc._redis.scripts import POP_MANY, WITHDRAW
+from channels_rpc._redis.pop import Popper
+from channels_rpc._redis.scripts import WITHDRAW
 from channels_rpc._redis.sender import Sender
 
 __all__ = ["RedisChannelLayer"]
@@ -49,6 +50,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         super().__init__(hosts=hosts, **kwargs)
         self.hosts = [self._with_timeouts(host) for host in decode_hosts(hosts)]
+        self.popper = Popper()
         self._senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sender] = (
             weakref.WeakKeyDictionary()
         )
@@ -145,14 +147,10 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         """
         keys = self._queue_keys(channels)
         connection = self.connection(self.consistent_hash(channels[0]))
-        popped = await POP_MANY(connection, keys, [limit])
-        pairs = list(zip(popped[::2], popped[1::2], strict=True))
-        if not pairs:
-            result = await connection.bzpopmin(keys, timeout=timeout)
-            pairs = [result[1:]] if result is not None else []
+        pairs = await self.popper.pop(connection, keys, limit, timeout)
         cutoff = time.time() - self.expiry
         # Expired while queued: dropped, as a stock send would have dropped them.
-        return [self.deserialize(member) for member, score in pairs if float(score) >= cutoff]
+        return [self.deserialize(member) for member, score in pairs if score >= cutoff]
 
     def _queue_keys(self, channels: Sequence[str]) -> list[str]:
         for name in channels:

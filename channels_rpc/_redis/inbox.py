@@ -9,8 +9,6 @@ from typing import Any, Final
 
 from channels_redis.core import BoundedQueue
 
-from channels_rpc._redis.scripts import POP_MANY
-
 __all__ = ["Inbox"]
 
 logger = logging.getLogger("channels_rpc.layers")
@@ -25,7 +23,8 @@ class Inbox:
     One task pops the key for as long as the loop runs and sorts messages into per-channel
     buffers; ``receive()`` only waits on a buffer. Cancelling a receive (Channels does it when
     a connection closes) therefore never cancels a pop that Redis may already have performed,
-    and a message needs one pop, with no backup queue. Buffers nobody reads for ``expiry``
+    and one pop takes every message waiting (up to ``DRAIN``), with no backup queue. Buffers
+    nobody reads for ``expiry``
     seconds are dropped, as their messages would have expired in Redis.
     """
 
@@ -57,25 +56,20 @@ class Inbox:
 
     async def _read(self) -> None:
         backoff = 0.1
-        busy = False  # many replies arrive at once: drain them in batches, not one pop each
         while True:
             try:
                 connection = self.layer.connection(self.layer.consistent_hash(self.key))
-                if busy:
-                    popped = await POP_MANY(connection, [self.key], [DRAIN])
-                    batch = list(zip(popped[::2], popped[1::2], strict=True))
-                else:
-                    result = await connection.bzpopmin(self.key, timeout=self.layer.brpop_timeout)
-                    batch = [result[1:]] if result is not None else []
+                batch = await self.layer.popper.pop(
+                    connection, [self.key], DRAIN, self.layer.brpop_timeout
+                )
             except Exception as exc:
                 logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 1.0)
                 continue
             backoff = 0.1
-            busy = bool(batch)
             for member, score in batch:
-                self._deliver(member, float(score))
+                self._deliver(member, score)
             self._evict_stale()
 
     def _deliver(self, member: bytes, score: float) -> None:

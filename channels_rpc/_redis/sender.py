@@ -2,8 +2,10 @@
 
 A front-end with hundreds of calls in flight, or a worker answering dozens at once, would
 otherwise pay a Redis round trip (and redis-py's per-command cost, which dominates the
-profiles) per message. Flushes run one at a time per event loop: while one is in flight the
-next batch gathers, so batches grow with the load and a lone message waits for nothing.
+profiles) per message. One batch is in flight per event loop at a time: a send that finds none
+in flight goes out at once, from its own coroutine (a lone message waits for nothing, not even
+a task switch); sends made meanwhile gather and leave together when it returns, so batches grow
+with the load.
 """
 
 from __future__ import annotations
@@ -33,27 +35,43 @@ class Sender:
     def __init__(self, layer: Any) -> None:
         self.layer = layer
         self._waiting: list[_Message] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._busy = False  # a batch is in flight
+        self._flusher: asyncio.Task[None] | None = None  # keeps the follow-up batch's task alive
 
-    def send(self, index: int, key: str, member: bytes, capacity: int) -> asyncio.Future[None]:
-        """Queue a message; the future completes once it is in Redis (or raises ChannelFull)."""
+    async def send(self, index: int, key: str, member: bytes, capacity: int) -> None:
+        """Put one message in Redis (raises ``ChannelFull`` if its channel is full)."""
         loop = asyncio.get_running_loop()
         message = _Message(index, key, member, capacity, loop.create_future())
         self._waiting.append(message)
-        if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
-        return message.added
+        if not self._busy:
+            self._busy = True
+            try:
+                await self._send_waiting()
+            finally:
+                self._busy = False
+            if self._waiting:  # gathered while ours was in flight: a task takes them
+                self._busy = True
+                self._flusher = loop.create_task(self._flush())
+        await message.added
 
     async def _flush(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
-                by_host: dict[int, list[_Message]] = {}
-                for message in batch:
-                    by_host.setdefault(message.index, []).append(message)
-                await asyncio.gather(*(self._send(i, msgs) for i, msgs in by_host.items()))
+                await self._send_waiting()
         finally:
+            self._busy = False
             self._flusher = None
+
+    async def _send_waiting(self) -> None:
+        batch, self._waiting = self._waiting, []
+        by_host: dict[int, list[_Message]] = {}
+        for message in batch:
+            by_host.setdefault(message.index, []).append(message)
+        if len(by_host) == 1:  # the usual single Redis: no task for gather() to wrap
+            index, msgs = by_host.popitem()
+            await self._send(index, msgs)
+        else:
+            await asyncio.gather(*(self._send(index, msgs) for index, msgs in by_host.items()))
 
     async def _send(self, index: int, batch: list[_Message]) -> None:
         now = time.time()

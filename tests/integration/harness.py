@@ -152,7 +152,11 @@ def _redis_server_proc(log_dir: Path, restart: bool = False) -> Proc:
         "--save", "", "--appendonly", "no", "--dir", str(log_dir),
     ]  # fmt: skip
     proc = Proc("redis-restarted" if restart else "redis", argv, dict(os.environ), log_dir)
-    proc.wait_for(r"[Rr]eady to accept connections")
+    try:
+        proc.wait_for(r"[Rr]eady to accept connections")
+    except BaseException:
+        proc.stop()  # never leave a Redis behind, even when it failed to start
+        raise
     return proc
 
 
