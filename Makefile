@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 
-.PHONY: demo test lint pytest reliability clean
+.PHONY: demo test lint pytest reliability bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,8 @@ demo: $(STAMP)
 test: $(STAMP) lint pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check channels_rpc workers tests
+	$(BIN)/ruff check channels_rpc workers tests benchmarks
+	$(BIN)/ruff format --check channels_rpc workers tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -37,5 +38,12 @@ reliability: $(STAMP)
 	RELIABILITY_RESULTS=reliability-results.jsonl $(BIN)/pytest tests/integration tests/inprocess/test_vectors.py -m "integration or not long" -p no:randomly -q
 	$(BIN)/python -m tests.integration.reliability.report reliability-results.jsonl
 
+## This package against channels-rpc 1.0.1 (installed in .bench/) and raw Channels: one table.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks.run --quick
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache $(DEMO_DB) reliability-results.jsonl
+	rm -rf $(VENV) .bench .mypy_cache .ruff_cache $(DEMO_DB) reliability-results.jsonl

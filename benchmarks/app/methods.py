@@ -1,0 +1,38 @@
+"""What the benchmarks call, the same on every target (see upstream_app/methods.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from channels_rpc import AsyncJsonRpcWebsocketConsumer
+
+
+class BenchConsumer(AsyncJsonRpcWebsocketConsumer):
+    pass
+
+
+@BenchConsumer.rpc_method()
+async def ping() -> str:
+    return "pong"
+
+
+@BenchConsumer.rpc_method()
+async def echo(value: Any) -> Any:
+    return value
+
+
+@BenchConsumer.rpc_method()
+async def sleep(ms: float) -> float:
+    await asyncio.sleep(ms / 1000)
+    return ms
+
+
+@BenchConsumer.rpc_method()
+def cpu(ms: float) -> float:
+    """Burn ``ms`` milliseconds of CPU (a sync method: it runs in a worker thread)."""
+    end = time.thread_time() + ms / 1000
+    while time.thread_time() < end:
+        pass
+    return ms

@@ -1,0 +1,336 @@
+"""``make bench`` / ``make bench-quick``: this package against channels-rpc 1.0.1, in one run.
+
+Targets, all on daphne and loopback, measured in the same sitting (the machine drifts by tens of
+percent between sittings, so only ratios from one run mean anything):
+
+* ``rpc``: this package, 1 front-end + rpcworker process(es) + Redis (methods in the workers);
+* ``v1``: channels-rpc 1.0.1 from PyPI, in a virtualenv of its own (methods in the front-end);
+* ``raw``: a bare Channels consumer answering each frame, no JSON-RPC library (the floor).
+
+Each scenario runs every target in turn, ``--repeats`` times interleaved; the table shows
+medians. Every answer is matched to its request by id: a run with a lost, duplicated or foreign
+answer is reported, never averaged away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.procs import REPO, Proc, Stack
+
+UPSTREAM_VENV = REPO / ".bench" / "upstream"
+UPSTREAM_PINS = ["channels-rpc==1.0.1", "channels==4.3.2", "daphne==4.2.3", "Django==5.2.19"]
+
+
+@dataclass(frozen=True)
+class Load:
+    connections: int
+    in_flight: int
+    calls: int
+    request: dict[str, Any]
+
+
+@dataclass
+class Targets:
+    stack: Stack
+    urls: dict[str, str] = field(default_factory=dict)
+    servers: dict[str, Proc] = field(default_factory=dict)
+    workers: list[Proc] = field(default_factory=list)
+
+
+def ensure_upstream_venv() -> Path:
+    python = UPSTREAM_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating the channels-rpc 1.0.1 virtualenv in .bench/upstream ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *UPSTREAM_PINS], check=True)
+    return python
+
+
+def start(stack: Stack, workers: int) -> Targets:
+    targets = Targets(stack)
+    stack.start_redis()
+    env = stack.env()
+    ours, port = stack.daphne(
+        "daphne-rpc", sys.executable, "benchmarks.app.asgi:application", REPO, env
+    )
+    targets.servers["rpc"] = targets.servers["raw"] = ours
+    targets.urls["rpc"] = f"ws://127.0.0.1:{port}/rpc/"
+    targets.urls["raw"] = f"ws://127.0.0.1:{port}/raw/"
+    targets.workers = [stack.worker(env) for _ in range(workers)]
+    upstream_env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")
+    }
+    v1, port = stack.daphne(
+        "daphne-v1",
+        str(ensure_upstream_venv()),
+        "asgi:application",
+        REPO / "benchmarks" / "upstream_app",
+        upstream_env,
+    )
+    targets.servers["v1"] = v1
+    targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
+    return targets
+
+
+def loadgen(url: str, load: Load) -> dict[str, Any]:
+    argv = [
+        sys.executable, "-m", "benchmarks.loadgen", url,
+        "--connections", str(load.connections), "--in-flight", str(load.in_flight),
+        "--calls", str(load.calls), "--request", json.dumps(load.request),
+    ]  # fmt: skip
+    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    return dict(json.loads(out.stdout))
+
+
+def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
+    """One load against one target, with the CPU its server (and workers) spent per call."""
+    server = targets.servers[target]
+    workers = targets.workers if target == "rpc" else []
+    redis = [targets.stack.redis] if target == "rpc" and targets.stack.redis else []
+    before = [p.cpu_seconds() for p in (server, *workers, *redis)]
+    result = loadgen(targets.urls[target], load)
+    after = [p.cpu_seconds() for p in (server, *workers, *redis)]
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    calls = max(result["ok"] + result["errors"], 1)
+    result["frontend_us_per_call"] = spent[0] * 1e6 / calls
+    result["worker_us_per_call"] = sum(spent[1 : 1 + len(workers)]) * 1e6 / calls
+    result["redis_us_per_call"] = sum(spent[1 + len(workers) :]) * 1e6 / calls
+    result["correct"] = result["foreign"] == 0 and result["missing"] == 0 and result["errors"] == 0
+    return result
+
+
+def idle_memory(targets: Targets, target: str, sockets: int) -> float:
+    """KiB of server memory per idle connection."""
+    server = targets.servers[target]
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.loadgen",
+        targets.urls[target],
+        "--idle",
+        str(sockets),
+    ]
+    holder = subprocess.Popen(
+        argv, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        before = server.rss_kib()
+        assert holder.stdout is not None
+        holder.stdout.readline()  # {"open": N}
+        time.sleep(1.0)  # let the server settle what the connections allocated
+        after = server.rss_kib()
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(60)
+    return (after - before) / sockets
+
+
+RATE = "calls_per_s"
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    targets: tuple[str, ...]
+    load: Load
+    metric: str  # the result field the table shows
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    def load(connections: int, in_flight: int, full: int, fast: int, **request: Any) -> Load:
+        return Load(connections, in_flight, fast if quick else full, request)
+
+    everyone, libraries = ("rpc", "v1", "raw"), ("rpc", "v1")
+    sleep, kib = {"method": "sleep", "params": [10]}, "x" * 1024
+    return [
+        Scenario("a", "ping, 1 connection", everyone,
+                 load(1, 1, 3000, 800, method="ping"), "p50_ms"),
+        Scenario("b", "ping, 50 x 10", everyone,
+                 load(50, 10, 30000, 8000, method="ping"), RATE),
+        Scenario("c1", "sleep(10 ms), 1 x 10", libraries, load(1, 10, 2000, 500, **sleep), RATE),
+        Scenario("c2", "sleep(10 ms), 20 x 10", libraries,
+                 load(20, 10, 10000, 3000, **sleep), RATE),
+        Scenario("g1", "echo 1 KiB, 4 x 4", libraries,
+                 load(4, 4, 8000, 2000, method="echo", params=[kib]), RATE),
+        Scenario("g2", "echo 256 KiB, 1 x 1", libraries,
+                 load(1, 1, 300, 100, method="echo", params=[kib * 256]), RATE),
+    ]  # fmt: skip
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def run_scenarios(
+    targets: Targets, repeats: int, quick: bool
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for scenario in scenarios(quick):
+        per_target = results.setdefault(scenario.key, {t: [] for t in scenario.targets})
+        for repeat in range(repeats):
+            for target in scenario.targets:
+                result = measure(targets, target, scenario.load)
+                per_target[target].append(result)
+                value = result[scenario.metric]
+                print(
+                    f"  {scenario.key} {target} #{repeat + 1}: {scenario.metric}={value:.3f} "
+                    f"ok={result['ok']} errors={result['errors']} missing={result['missing']}",
+                    flush=True,
+                )
+    return results
+
+
+def isolation(targets: Targets, repeats: int, quick: bool) -> dict[str, list[float]]:
+    """(d) ping p99 on one connection while 10 others run a 50 ms CPU-bound method."""
+    out: dict[str, list[float]] = {"rpc": [], "v1": []}
+    burn = Load(10, 1, n_calls(quick, 200, 80), {"method": "cpu", "params": [50]})
+    ping = Load(1, 1, n_calls(quick, 400, 150), {"method": "ping"})
+    for _ in range(repeats):
+        for target in out:
+            argv = [sys.executable, "-m", "benchmarks.loadgen", targets.urls[target],
+                    "--connections", "10", "--in-flight", "1", "--calls", str(burn.calls),
+                    "--request", json.dumps(burn.request)]  # fmt: skip
+            background = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)  # the background load must be running before pings are timed
+                out[target].append(loadgen(targets.urls[target], ping)["p99_ms"])
+            finally:
+                background.wait(300)
+            print(f"  d {target}: ping p99 {out[target][-1]:.2f} ms under CPU load", flush=True)
+    return out
+
+
+def n_calls(quick: bool, full: int, fast: int) -> int:
+    return fast if quick else full
+
+
+def scaling(
+    stack_factory: Callable[[int], Targets], repeats: int, quick: bool
+) -> dict[str, list[float]]:
+    """(e) a CPU-bound method through 1 and through 2 workers."""
+    load = Load(8, 1, n_calls(quick, 400, 120), {"method": "cpu", "params": [20]})
+    out: dict[str, list[float]] = {"1": [], "2": []}
+    for workers in (1, 2):
+        targets = stack_factory(workers)
+        try:
+            for _ in range(repeats):
+                out[str(workers)].append(measure(targets, "rpc", load)["calls_per_s"])
+                print(f"  e {workers} worker(s): {out[str(workers)][-1]:.0f} calls/s", flush=True)
+        finally:
+            targets.stack.close()
+    return out
+
+
+def _row(label: str, ours: str, v1: str, raw: str, ratio: str, target: str) -> str:
+    return f"| {label} | {ours} | {v1} | {raw} | {ratio} | {target} |"
+
+
+def table(results: dict[str, Any], repeats: int) -> str:
+    runs = results["scenarios"]
+
+    def m(key: str, target: str, metric: str = "calls_per_s") -> float:
+        return median([r[metric] for r in runs[key][target]])
+
+    def ms(value: float) -> str:
+        return f"{value:.2f} ms"
+
+    def rate(value: float) -> str:
+        return f"{value:,.0f}"
+
+    lat = [m("a", t, "p50_ms") for t in ("rpc", "v1", "raw")]
+    thr = [m("b", t) for t in ("rpc", "v1", "raw")]
+    rows = [
+        _row("scenario", "channels-rpc (this)", "channels-rpc 1.0.1", "raw Channels", "ratio",
+             "target"),
+        "|---|---|---|---|---|---|",
+        _row("(a) ping p50, 1 connection", ms(lat[0]), ms(lat[1]), ms(lat[2]),
+             f"{lat[0] / lat[1]:.2f}x", "<= 2x"),
+        _row("(b) ping calls/s, 50 x 10", rate(thr[0]), rate(thr[1]), rate(thr[2]),
+             f"{thr[0] / thr[1]:.2f}x", ">= 1.0x (floor 0.5x)"),
+    ]  # fmt: skip
+    for key, label in (("c1", "(c) sleep(10 ms) calls/s, 1 x 10"), ("c2", "(c) ... 20 x 10")):
+        ours, v1 = m(key, "rpc"), m(key, "v1")
+        rows.append(_row(label, rate(ours), rate(v1), "-", f"{ours / v1:.1f}x", ">= 8x"))
+    d = {t: median(v) for t, v in results["isolation"].items()}
+    rows.append(_row("(d) ping p99 under CPU load", ms(d["rpc"]), ms(d["v1"]), "-",
+                     f"{d['rpc'] / d['v1']:.3f}x", "<= 0.1x"))  # fmt: skip
+    e = {w: median(v) for w, v in results["scaling"].items()}
+    rows.append(_row("(e) cpu(20 ms) calls/s, 1 -> 2 workers", f"{e['1']:.0f} -> {e['2']:.0f}",
+                     "-", "-", f"{e['2'] / e['1']:.2f}x",
+                     f"1.7x on >= 4 cores ({os.cpu_count()} here)"))  # fmt: skip
+    memory = results["memory"]
+    rows.append(_row("(f) memory per idle connection", f"{memory['rpc']:.1f} KiB",
+                     f"{memory['v1']:.1f} KiB", "-", "-", "<= 64 KB"))  # fmt: skip
+    cpu = [m("b", t, "frontend_us_per_call") for t in ("rpc", "v1", "raw")]
+    us = [f"{c:.0f} us" for c in cpu]
+    rows.append(_row("(f) front-end CPU per call, (b)", us[0], us[1], us[2],
+                     f"{cpu[0] / cpu[1]:.2f}x", "<= 1.0x"))  # fmt: skip
+    behind = (
+        f"{m('b', 'rpc', 'worker_us_per_call'):.0f} + {m('b', 'rpc', 'redis_us_per_call'):.0f} us"
+    )
+    rows.append(_row("(f) worker + Redis CPU per call, (b)", behind, "-", "-", "-", "-"))
+    for key, label in (("g1", "(g) echo 1 KiB calls/s, 4 x 4"), ("g2", "(g) echo 256 KiB, 1 x 1")):
+        ours, v1 = m(key, "rpc"), m(key, "v1")
+        rows.append(_row(label, f"{ours:,.1f}", f"{v1:,.1f}", "-", f"{ours / v1:.2f}x", "-"))
+    all_runs = [r for per in runs.values() for target_runs in per.values() for r in target_runs]
+    lost = sum(r["missing"] + r["foreign"] for r in all_runs)
+    errors = sum(r["errors"] for r in all_runs)
+    rows.append(_row("answers matched by id, every run", f"{lost} lost or foreign, {errors} errors",
+                     "", "", "", "0 lost, 0 duplicated"))  # fmt: skip
+    return "\n".join(rows) + f"\n\nmedians of {repeats} runs; {results['machine']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer calls, one run")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results.json")
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 3)
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    results: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores, {python}, {time.strftime('%Y-%m-%d')}"
+    }
+
+    def fresh(workers: int) -> Targets:
+        return start(Stack(), workers)
+
+    targets = fresh(1)
+    try:
+        print("scenarios (a), (b), (c), (f), (g): 1 front-end, 1 worker", flush=True)
+        results["scenarios"] = run_scenarios(targets, repeats, args.quick)
+        results["memory"] = {
+            t: idle_memory(targets, t, 200 if args.quick else 1000) for t in ("rpc", "v1")
+        }
+    finally:
+        targets.stack.close()
+    targets = fresh(2)
+    try:
+        print("scenario (d): 1 front-end, 2 workers", flush=True)
+        results["isolation"] = isolation(targets, repeats, args.quick)
+    finally:
+        targets.stack.close()
+    print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)
+    results["scaling"] = scaling(fresh, repeats, args.quick)
+    args.json.write_text(json.dumps(results, indent=2))
+    print("\n" + table(results, repeats))
+
+
+if __name__ == "__main__":
+    main()
