@@ -14,6 +14,7 @@ protocol errors are answered without a worker hop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -272,6 +273,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         await super().websocket_connect(message)
         if self.groups and self._group_keeper is None:  # Channels' own `groups` attribute
             self._group_keeper = self._spawn(self._keep_groups())
+            _rejoin_after_reconnects(self)
 
     async def connect(self) -> None:
         """Accept the connection, choosing the ``jsonrpc`` subprotocol if the client offers it.
@@ -485,6 +487,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             consumer=self._consumer_key,
             method=spec.name,
             body=body,
+            queue=queue,
             call=token,
             reply_to=self.channel_name,
             deadline=None if timeout is None else now + timeout,
@@ -585,6 +588,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         self._joined.add(group)
         if self._group_keeper is None:
             self._group_keeper = self._spawn(self._keep_groups())
+            _rejoin_after_reconnects(self)
 
     async def _keep_groups(self) -> None:
         # Channel layers drop members group_expiry seconds after they joined (one day by
@@ -592,11 +596,14 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         interval = getattr(self.channel_layer, "group_expiry", 86400) / 2
         while True:
             await asyncio.sleep(interval)
-            for group in {*self.groups, *self._joined}:
-                try:
-                    await self.channel_layer.group_add(group, self.channel_name)
-                except Exception as exc:
-                    logger.warning("could not renew membership of %s: %s", group, exc)
+            await self._rejoin_groups()
+
+    async def _rejoin_groups(self) -> None:
+        for group in {*self.groups, *self._joined}:
+            try:
+                await self.channel_layer.group_add(group, self.channel_name)
+            except Exception as exc:
+                logger.warning("could not renew membership of %s: %s", group, exc)
 
     async def _leave_groups(self) -> None:
         if self._group_keeper is not None:
@@ -803,6 +810,26 @@ def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
     if transports:
         entry["transports"] = [name for name, on in info.transport_options.items() if on]
     return entry
+
+
+_group_members: weakref.WeakSet[AsyncJsonRpcWebsocketConsumer] = weakref.WeakSet()
+_watched_layers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _rejoin_after_reconnects(consumer: AsyncJsonRpcWebsocketConsumer) -> None:
+    """Have ``consumer`` join its groups again as soon as its layer gets Redis back."""
+    _group_members.add(consumer)
+    layer = consumer.channel_layer
+    on_reconnect = getattr(layer, "on_reconnect", None)
+    if on_reconnect is not None and layer not in _watched_layers:
+        _watched_layers.add(layer)
+        on_reconnect(functools.partial(_rejoin_all, weakref.ref(layer)))
+
+
+def _rejoin_all(layer_ref: weakref.ref[Any]) -> None:
+    for member in list(_group_members):
+        if member.channel_layer is layer_ref() and not member._closing:
+            member._spawn(member._rejoin_groups())
 
 
 _breakers: weakref.WeakKeyDictionary[Any, Breaker] = weakref.WeakKeyDictionary()

@@ -3,7 +3,7 @@
 This module is the only thing the two sides share. Every message carries ``"v"``; a process that
 receives a version it does not know answers with an error instead of guessing.
 
-``rpc.request`` (front-end -> queue): the request object travels as JSON text (``body``), the
+``rpc.request`` (front-end -> ``queue``): the request object travels as JSON text (``body``), the
 validated frame itself when it held a single request. Text keeps msgpack (channels-redis'
 serializer) away from what it cannot carry, such as integers beyond 64 bits and lone surrogates,
 and spares a decode and re-encode. ``call`` is a number the front-end chose for the call; the
@@ -67,6 +67,7 @@ class Call:
     consumer: str
     method: str
     body: str
+    queue: str  # where it was sent (a stopping worker puts a request it cannot start back)
     call: int | None  # None for notifications: nobody waits for an answer
     reply_to: str
     deadline: float | None  # epoch seconds by which execution must end; None: no limit
@@ -85,6 +86,7 @@ class Call:
             "consumer": self.consumer,
             "method": self.method,
             "body": self.body,
+            "queue": self.queue,
             "call": self.call,
             "reply": self.reply_to,
             "deadline": self.deadline,
@@ -102,6 +104,7 @@ class Call:
                 consumer=message["consumer"],
                 method=message["method"],
                 body=message["body"],
+                queue=message["queue"],
                 call=message["call"],
                 reply_to=message["reply"],
                 deadline=message["deadline"],

@@ -25,9 +25,11 @@ capacities and expiry, and changes the rest:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+import uuid
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
@@ -40,6 +42,8 @@ from channels_rpc._redis.sender import Sender
 
 __all__ = ["RedisChannelLayer"]
 
+logger = logging.getLogger("channels_rpc.layers")
+
 #: How much longer than a blocking pop a read may take before the connection counts as dead.
 READ_TIMEOUT_MARGIN: Final = 5.0
 
@@ -51,12 +55,30 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         super().__init__(hosts=hosts, **kwargs)
         self.hosts = [self._with_timeouts(host) for host in decode_hosts(hosts)]
         self.popper = Popper()
+        self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._epochs: dict[str, Any] = {}
+        self._epoch_key = self.prefix + "rpc.epoch"
         self._senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sender] = (
             weakref.WeakKeyDictionary()
         )
         self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Inbox]] = (
             weakref.WeakKeyDictionary()
         )
+
+    def on_reconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` each time this process finds that Redis restarted.
+
+        A restarted Redis has forgotten every group membership; holders of memberships
+        (connections, workers) use this to join again at once rather than at their next renewal.
+        """
+        self._reconnect_callbacks.append(callback)
+
+    def notify_reconnected(self) -> None:
+        for callback in list(self._reconnect_callbacks):
+            try:
+                callback()
+            except Exception:
+                logger.exception("a reconnect callback raised")
 
     def _with_timeouts(self, host: dict[str, Any]) -> dict[str, Any]:
         minimum = self.brpop_timeout + READ_TIMEOUT_MARGIN
@@ -69,7 +91,31 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         # redis-py waits up to 5 s (20 s before redis-py 8) for a connection to a host that does
         # not answer; a front-end would hold calls that long. Two seconds tell a dead host.
         connect_timeout = host.get("socket_connect_timeout", 2.0)
-        return {**host, "socket_timeout": timeout, "socket_connect_timeout": connect_timeout}
+        return {
+            **host,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": connect_timeout,
+            "redis_connect_func": self._on_connect,
+        }
+
+    async def _on_connect(self, connection: Any) -> None:
+        """Every new connection: tell whether Redis lost its data (restarted) since the last.
+
+        redis-py reconnects and retries commands on its own, so a restart may never surface as
+        an error. A marker key, set once if absent, changes value only when Redis forgot it,
+        which is exactly when group memberships need joining again.
+        """
+        await connection.on_connect()
+        await connection.send_command("SET", self._epoch_key, uuid.uuid4().hex, "NX")
+        await connection.read_response()
+        await connection.send_command("GET", self._epoch_key)
+        epoch = await connection.read_response()
+        endpoint = ":".join(str(getattr(connection, a, "")) for a in ("host", "port", "path"))
+        previous = self._epochs.get(endpoint)
+        self._epochs[endpoint] = epoch
+        if previous is not None and previous != epoch:
+            logger.warning("Redis at %s lost its data (restarted): joining groups again", endpoint)
+            self.notify_reconnected()
 
     # ---------------------------------------------------------------------------------------
     # Sending

@@ -39,7 +39,11 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 1.0
 
 
 class Receiver(Protocol):
+    """What the loop needs of a channel layer (``receive_many`` is used when it has one)."""
+
     async def receive(self, channel: str) -> dict[str, Any]: ...
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
 
 
 class WorkerRuntime:
@@ -133,8 +137,24 @@ class WorkerRuntime:
                 self._release(slots)
                 raise
             backoff = _BACKOFF_FIRST
+            if self._stopping.is_set():  # taken during the last bounded wait: not ours to run
+                self._release(slots)
+                await self._give_back(messages)
+                return
             self._release(slots - len(messages))
             for message in messages:
+                self._start(message)
+
+    async def _give_back(self, messages: list[dict[str, Any]]) -> None:
+        """Return requests to the queues they came from, for another worker; run what can't go."""
+        for message in messages:
+            queue = message.get("queue")
+            try:
+                if not isinstance(queue, str):
+                    raise ValueError("the message does not say which queue it came from")
+                await self.layer.send(queue, message)
+            except Exception as exc:
+                logger.warning("could not put a request back (%s); running it", exc)
                 self._start(message)
 
     async def _take_free_slots(self) -> int:
@@ -198,13 +218,16 @@ class WorkerRuntime:
         layer: Any = self.layer
         channel = await layer.new_channel()
         refresh = getattr(layer, "group_expiry", 86400) / 2
+        rejoin = asyncio.Event()  # set when Redis comes back, empty, after a restart
+        if hasattr(layer, "on_reconnect"):
+            layer.on_reconnect(rejoin.set)
         backoff = _BACKOFF_FIRST
         try:
             while True:
                 try:
                     await layer.group_add(self._control_group, channel)
                     renew_at = asyncio.get_running_loop().time() + refresh
-                    await self._receive_control(channel, renew_at)
+                    await self._receive_control(channel, renew_at, rejoin)
                     backoff = _BACKOFF_FIRST
                 except Exception as exc:
                     logger.warning("control channel failed (%s); retrying in %.1f s", exc, backoff)
@@ -214,16 +237,25 @@ class WorkerRuntime:
             with contextlib.suppress(Exception):
                 await layer.group_discard(self._control_group, channel)
 
-    async def _receive_control(self, channel: str, renew_at: float) -> None:
-        """Handle control messages until it is time to renew the group membership."""
+    async def _receive_control(self, channel: str, renew_at: float, rejoin: asyncio.Event) -> None:
+        """Handle control messages until the group membership needs renewing."""
         loop = asyncio.get_running_loop()
-        while (remaining := renew_at - loop.time()) > 0:
+        rejoin.clear()
+        while (remaining := renew_at - loop.time()) > 0 and not rejoin.is_set():
+            receive = asyncio.ensure_future(self.layer.receive(channel))
+            woken = asyncio.ensure_future(rejoin.wait())
             try:
-                message = await asyncio.wait_for(self.layer.receive(channel), remaining)
-            except asyncio.TimeoutError:
-                return
-            assert self._control is not None
-            await self._control(message)
+                await asyncio.wait(
+                    [receive, woken], timeout=remaining, return_when="FIRST_COMPLETED"
+                )
+            finally:
+                for task in (receive, woken):
+                    task.cancel()
+                await asyncio.gather(receive, woken, return_exceptions=True)
+            if receive.done() and not receive.cancelled():
+                message = receive.result()  # a layer error goes to _listen, which retries
+                assert self._control is not None
+                await self._control(message)
 
     def _start(self, message: dict[str, Any]) -> None:
         task = asyncio.create_task(self._run(message))

@@ -76,6 +76,7 @@ def call_message(tag: str, token: int | None, reply_to: str = REPLY_A) -> dict[s
         consumer=registry.consumer_key(Methods),
         method="hold",
         body=json.dumps(body),
+        queue="rpc.default",
         call=token,
         reply_to=reply_to,
         deadline=None,

@@ -37,6 +37,7 @@ def make_call(
         consumer="tests.Consumer",
         method=method,
         body="{}",
+        queue="rpc.default",
         call=1,
         reply_to="reply",
         deadline=deadline,

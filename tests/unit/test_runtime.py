@@ -215,6 +215,9 @@ class FlakyLayer:
             raise ConnectionError("layer down")
         return await self.queue.get()
 
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self.queue.put_nowait(message)
+
 
 async def test_receive_errors_are_retried(caplog: pytest.LogCaptureFixture) -> None:
     layer = FlakyLayer()
@@ -271,6 +274,9 @@ class PollingLayer:
 
     async def receive(self, channel: str) -> dict[str, Any]:
         raise AssertionError("receive_many should be used")
+
+    async def send(self, channel: str, message: dict[str, Any]) -> None:
+        self.queue.put_nowait(message)
 
     async def receive_many(
         self, channels: list[str], limit: int, seconds: float
