@@ -1,6 +1,6 @@
 """Figures the reliability tests record, and the table they make.
 
-    python -m tests.integration.reliability.report results.jsonl
+python -m tests.integration.reliability.report results.jsonl
 """
 
 from __future__ import annotations
