@@ -287,9 +287,16 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         await super().accept(subprotocol, headers)
         if not self._accepted:
             self._accepted = True
+            if (expires_at := self.scope.get(AUTH_EXPIRES_AT)) is not None:
+                self._spawn(self._close_at_expiry(expires_at))
             signals.send(signals.rpc_client_connected, type(self), consumer=self, scope=self.scope)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        self._closing = True
+        current = asyncio.current_task()
+        for task in list(self._tasks):  # deadline answers, the expiry close, the group keeper
+            if task is not current:
+                task.cancel()
         abandoned = self._pending.drain()
         for pending in abandoned:
             _cancel_timer(pending)
@@ -340,11 +347,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             return
         frame = await self._dispatch(message, config, None, text)
         if frame is not None:
-            await self.send(text_data=frame)
+            await self._write(frame)
 
     async def _close_abusive(self, reason: str) -> None:
         logger.warning("closing %s: %s", self.scope.get("client"), reason)
-        self._closing = True
         await self.close(code=CLOSE_RATE_LIMITED, reason=reason)
 
     def _credentials_expired(self) -> bool:
@@ -360,8 +366,13 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         error = error_object(JsonRpcErrorCode.UNAUTHORIZED, data={"reason": "credentials expired"})
         if isinstance(message, Request) and not message.is_notification:
             await self._send_error(message.id, error)
-        self._closing = True
         await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
+
+    async def _close_at_expiry(self, expires_at: float) -> None:
+        """Close an idle connection when its credentials expire (pushes would go on otherwise)."""
+        await asyncio.sleep(max(0.0, expires_at - time.time()))
+        if not self._closing:
+            await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
 
     async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
         batch = Batch()
@@ -369,7 +380,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             await self._dispatch(item, config, batch, None)
         frame = batch.seal()
         if frame is not None:
-            await self.send(text_data=frame)
+            await self._write(frame)
 
     async def _dispatch(
         self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
@@ -533,7 +544,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         error = error_object(JsonRpcErrorCode.REQUEST_CANCELLED, data={"id": target})
         frame = pending.route(error_frame(pending.id_json, encode_error(error)))
         if frame is not None:
-            await self.send(text_data=frame)
+            await self._write(frame)
         await self._revoke([pending], everything=False)
 
     async def _revoke(self, calls: list[Pending], *, everything: bool) -> None:
@@ -635,16 +646,16 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         )
         out = pending.route(frame)
         if out is not None:
-            await self.send(text_data=out)
+            await self._write(out)
 
     async def rpc_push(self, message: dict[str, Any]) -> None:
         """A notification pushed to this connection from any process."""
-        await self.send(text_data=message["body"])
+        await self._write(message["body"])
 
     async def notify_channel(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to this connection's client."""
         encoder = self.json_encoder_class or DjangoJSONEncoder
-        await self.send(text_data=notification_frame(method, params, encoder=encoder))
+        await self._write(notification_frame(method, params, encoder=encoder))
 
     def _expire(self, token: int) -> None:
         pending = self._pending.take(token)
@@ -657,7 +668,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         )
         frame = pending.route(error_frame(pending.id_json, encode_error(error)))
         if frame is not None:
-            self._spawn(self._send_quietly(frame))
+            self._spawn(self._write(frame))
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
@@ -665,11 +676,20 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _send_quietly(self, frame: str) -> None:
+    async def _write(self, frame: str) -> None:
+        """Write a frame unless the socket is closing; a peer gone mid-write counts as closing."""
+        if self._closing:
+            return
         try:
             await self.send(text_data=frame)
-        except Exception as exc:  # the socket may be closing under us
-            logger.debug("could not write a deadline answer: %s", exc)
+        except Exception as exc:
+            # Daphne raises once the client has gone; websocket.disconnect follows and cleans up.
+            self._closing = True
+            logger.debug("could not write to %s: %r", self.scope.get("client"), exc)
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self._closing = True  # from here on, answers and pushes are dropped, not written
+        await super().close(code, reason)
 
     def _local_result(self, rpc_id: Any, result: Any, batch: Batch | None) -> str | None:
         frame = result_frame(encode_id(rpc_id), json.dumps(result, cls=DjangoJSONEncoder))
@@ -680,7 +700,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         return batch.add(frame) if batch is not None else frame
 
     async def _send_error(self, rpc_id: Any, error: dict[str, Any]) -> None:
-        await self.send(text_data=error_frame(encode_id(rpc_id), encode_error(error)))
+        await self._write(error_frame(encode_id(rpc_id), encode_error(error)))
 
     # ----------------------------------------------------------------------------------------
     # Middleware (the protocol of channels-rpc 1.0.1)

@@ -49,6 +49,7 @@ Params: TypeAlias = list[Any] | dict[str, Any]
 
 #: Ids longer than this (as text) are refused, as in channels-rpc 1.0.1.
 MAX_ID_LENGTH: Final = 256
+_ID_INT_CEILING: Final = 10**MAX_ID_LENGTH  # the first integer whose text is too long
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +247,17 @@ def _id_problem(obj: dict[str, Any]) -> Rejection | None:
     rpc_id = obj.get("id")
     if not _valid_id(rpc_id):
         return _invalid(f"'id' must be a string, number or null, got {_json_type(rpc_id)}")
-    if "id" in obj and len(str(rpc_id)) > MAX_ID_LENGTH:
+    if "id" in obj and _id_too_long(rpc_id):
         message = f"Request ID too long (max: {MAX_ID_LENGTH} chars)"
         return Rejection(error_object(JsonRpcErrorCode.INVALID_REQUEST, message))
     return None
+
+
+def _id_too_long(rpc_id: JsonId) -> bool:
+    if isinstance(rpc_id, int):
+        # Compared, not converted: str() refuses integers of more than 4,300 digits.
+        return rpc_id >= _ID_INT_CEILING or rpc_id <= -_ID_INT_CEILING // 10
+    return len(str(rpc_id)) > MAX_ID_LENGTH
 
 
 def _member_problem(obj: dict[str, Any]) -> Rejection | None:

@@ -5,6 +5,9 @@ Browsers use the session cookie (``AuthMiddlewareStack``), protected by the orig
 cannot set headers, offer the subprotocol ``bearer.<token>`` next to ``jsonrpc``. A token is a
 signed ``{"uid", "exp"}`` (``manage.py rpctoken``); its expiry goes on the scope, so the consumer
 stops answering and closes with 4001 once it passes.
+
+Tokens use only characters a subprotocol may contain (RFC 6455: no ``:``): Django's signer
+separates its parts with ``:``, written ``~`` here (not in the base64url alphabet it uses).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ def issue_token(user_pk: Any, ttl: float | None = None) -> str:
     """A token for the user with primary key ``user_pk``, valid ``ttl`` seconds."""
     ttl = settings.RPC_TOKEN_TTL if ttl is None else ttl
     token: str = signing.dumps({"uid": str(user_pk), "exp": time.time() + ttl}, salt=SALT)
-    return token
+    return token.replace(":", "~")
 
 
 def _token(scope: dict[str, Any]) -> str | None:
@@ -59,7 +62,7 @@ class TokenAuthMiddleware(BaseMiddleware):
         if token is not None:
             scope = dict(scope)
             try:
-                claims = signing.loads(token, salt=SALT)
+                claims = signing.loads(token.replace("~", ":"), salt=SALT)
             except signing.BadSignature:
                 claims = None
             if claims is None or claims["exp"] <= time.time():

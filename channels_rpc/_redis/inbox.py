@@ -23,9 +23,9 @@ class Inbox:
     One task pops the key for as long as the loop runs and sorts messages into per-channel
     buffers; ``receive()`` only waits on a buffer. Cancelling a receive (Channels does it when
     a connection closes) therefore never cancels a pop that Redis may already have performed,
-    and one pop takes every message waiting (up to ``DRAIN``), with no backup queue. Buffers
-    nobody reads for ``expiry``
-    seconds are dropped, as their messages would have expired in Redis.
+    and one pop takes every message waiting (up to ``DRAIN``), with no backup queue. An empty
+    buffer goes when its last receive ends; one holding messages nobody reads (replies for a
+    connection that closed) goes after ``expiry`` seconds, as they would have expired in Redis.
     """
 
     def __init__(self, layer: Any, key: str) -> None:
@@ -46,7 +46,14 @@ class Inbox:
             return message
         finally:
             self.waiting[channel] -= 1
-            self.touched[channel] = time.monotonic()
+            if not self.waiting[channel] and buffer.empty():
+                # Nothing kept for nobody: a closed connection leaves no buffer behind. (The
+                # consumer's next receive, a moment later, makes a new one.)
+                self.buffers.pop(channel, None)
+                self.waiting.pop(channel, None)
+                self.touched.pop(channel, None)
+            else:
+                self.touched[channel] = time.monotonic()
 
     def _buffer(self, channel: str) -> BoundedQueue:
         if channel not in self.buffers:
