@@ -18,16 +18,18 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.procs import REPO, Proc, Stack
+from workers.cluster import REPO, LocalCluster, Process, Redis, reachable, start_redis_server
 
 UPSTREAM_VENV = REPO / ".bench" / "upstream"
 UPSTREAM_PINS = ["channels-rpc==1.0.1", "channels==4.3.2", "daphne==4.2.3", "Django==5.2.19"]
@@ -43,10 +45,20 @@ class Load:
 
 @dataclass
 class Targets:
-    stack: Stack
+    """The servers of one run: this package's cluster and channels-rpc 1.0.1's daphne."""
+
+    cluster: LocalCluster
     urls: dict[str, str] = field(default_factory=dict)
-    servers: dict[str, Proc] = field(default_factory=dict)
-    workers: list[Proc] = field(default_factory=list)
+    servers: dict[str, Process] = field(default_factory=dict)
+
+    @property
+    def workers(self) -> list[Process]:
+        return self.cluster.workers
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.servers["v1"].stop()
+        self.cluster.redis.stop()
 
 
 def ensure_upstream_venv() -> Path:
@@ -58,30 +70,52 @@ def ensure_upstream_venv() -> Path:
     return python
 
 
-def start(stack: Stack, workers: int) -> Targets:
-    targets = Targets(stack)
-    stack.start_redis()
-    env = stack.env()
-    ours, port = stack.daphne(
-        "daphne-rpc", sys.executable, "benchmarks.app.asgi:application", REPO, env
+def bench_redis(log_dir: Path) -> Redis:
+    """A redis-server of the run's own (unmeasured traffic stays out), else 127.0.0.1:6379."""
+    if shutil.which("redis-server"):
+        return start_redis_server(log_dir)
+    if reachable("127.0.0.1", 6379):
+        return Redis("redis://127.0.0.1:6379/0", "external")
+    raise SystemExit("the benchmarks need Redis: install redis-server or run one on :6379")
+
+
+def start(workers: int) -> Targets:
+    log_dir = Path(tempfile.mkdtemp(prefix="channels-rpc-bench-"))
+    cluster = LocalCluster(
+        bench_redis(log_dir),
+        log_dir,
+        app="benchmarks.app.asgi:application",
+        settings="benchmarks.app.settings",
     )
-    targets.servers["rpc"] = targets.servers["raw"] = ours
-    targets.urls["rpc"] = f"ws://127.0.0.1:{port}/rpc/"
-    targets.urls["raw"] = f"ws://127.0.0.1:{port}/raw/"
-    targets.workers = [stack.worker(env) for _ in range(workers)]
-    upstream_env = {
-        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")
-    }
-    v1, port = stack.daphne(
-        "daphne-v1",
-        str(ensure_upstream_venv()),
-        "asgi:application",
-        REPO / "benchmarks" / "upstream_app",
-        upstream_env,
-    )
-    targets.servers["v1"] = v1
-    targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
+    targets = Targets(cluster)
+    try:
+        ours = cluster.start_frontend()
+        for _ in range(workers):
+            cluster.start_worker()
+        targets.servers["rpc"] = targets.servers["raw"] = ours
+        targets.urls["rpc"] = cluster.url("/rpc/")
+        targets.urls["raw"] = cluster.url("/raw/")
+        targets.servers["v1"], port = start_upstream(log_dir)
+        targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
+    except BaseException:
+        cluster.stop()
+        cluster.redis.stop()
+        raise
     return targets
+
+
+def start_upstream(log_dir: Path) -> tuple[Process, int]:
+    """channels-rpc 1.0.1 on daphne, from its own virtualenv (no trace of this repository)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DJANGO_SETTINGS_MODULE")}
+    argv = [str(ensure_upstream_venv()), "-m", "daphne", "-e", "tcp:port=0:interface=127.0.0.1",
+            "asgi:application"]  # fmt: skip
+    proc = Process("daphne-v1", argv, env, log_dir, cwd=REPO / "benchmarks" / "upstream_app")
+    try:
+        port = int(proc.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)").group(1))
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, port
 
 
 def loadgen(url: str, load: Load) -> dict[str, Any]:
@@ -98,7 +132,8 @@ def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
     """One load against one target, with the CPU its server (and workers) spent per call."""
     server = targets.servers[target]
     workers = targets.workers if target == "rpc" else []
-    redis = [targets.stack.redis] if target == "rpc" and targets.stack.redis else []
+    redis_proc = targets.cluster.redis.proc
+    redis = [redis_proc] if target == "rpc" and redis_proc is not None else []
     before = [p.cpu_seconds() for p in (server, *workers, *redis)]
     result = loadgen(targets.urls[target], load)
     after = [p.cpu_seconds() for p in (server, *workers, *redis)]
@@ -231,7 +266,7 @@ def scaling(
                 out[str(workers)].append(measure(targets, "rpc", load)["calls_per_s"])
                 print(f"  e {workers} worker(s): {out[str(workers)][-1]:.0f} calls/s", flush=True)
         finally:
-            targets.stack.close()
+            targets.stop()
     return out
 
 
@@ -291,6 +326,14 @@ def table(results: dict[str, Any], repeats: int) -> str:
     errors = sum(r["errors"] for r in all_runs)
     rows.append(_row("answers matched by id, every run", f"{lost} lost or foreign, {errors} errors",
                      "", "", "", "0 lost, 0 duplicated"))  # fmt: skip
+    run = results["long_run"]
+    outcome = (
+        f"{run['ok']:,} answered, {run['missing']} lost, "
+        f"{run['foreign']} duplicated or misrouted, {run['errors']} errors"
+    )
+    label = f"{run['calls']:,} calls, 2 workers, 50 x 10"
+    speed = f"{run['calls_per_s']:,.0f} calls/s"
+    rows.append(_row(label, outcome, "", "", speed, "0 lost, 0 duplicated"))
     return "\n".join(rows) + f"\n\nmedians of {repeats} runs; {results['machine']}"
 
 
@@ -308,9 +351,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {python}, {time.strftime('%Y-%m-%d')}"
     }
 
-    def fresh(workers: int) -> Targets:
-        return start(Stack(), workers)
-
+    fresh = start
     targets = fresh(1)
     try:
         print("scenarios (a), (b), (c), (f), (g): 1 front-end, 1 worker", flush=True)
@@ -319,13 +360,16 @@ def main() -> None:
             t: idle_memory(targets, t, 200 if args.quick else 1000) for t in ("rpc", "v1")
         }
     finally:
-        targets.stack.close()
+        targets.stop()
     targets = fresh(2)
     try:
         print("scenario (d): 1 front-end, 2 workers", flush=True)
         results["isolation"] = isolation(targets, repeats, args.quick)
+        calls = n_calls(args.quick, 100_000, 20_000)
+        print(f"{calls:,} calls through 2 workers, every answer matched by id", flush=True)
+        results["long_run"] = measure(targets, "rpc", Load(50, 10, calls, {"method": "ping"}))
     finally:
-        targets.stack.close()
+        targets.stop()
     print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)
     results["scaling"] = scaling(fresh, repeats, args.quick)
     args.json.write_text(json.dumps(results, indent=2))
