@@ -247,7 +247,12 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             specs = [spec for spec in (table.specs() if table else ()) if spec.websocket]
         notifications = {**cls.server_notifications, "rpc.progress": _PROGRESS}
         info = {"title": cls.__name__, "version": "1.0.0", **cls.openrpc_info}
-        return openrpc.document(specs, info=info, server_notifications=notifications)
+        return openrpc.document(
+            specs,
+            info=info,
+            server_notifications=notifications,
+            default_queue=get_config().default_queue,
+        )
 
     async def _discover(self) -> dict[str, Any]:
         """What ``rpc.discover`` answers: only the methods this connection may call."""

@@ -131,12 +131,13 @@ def document(
     *,
     info: Mapping[str, Any],
     server_notifications: Mapping[str, str | Mapping[str, Any]],
+    default_queue: str = "rpc.default",
 ) -> dict[str, Any]:
     """The OpenRPC document for ``specs``."""
     doc: dict[str, Any] = {
         "openrpc": OPENRPC_VERSION,
         "info": dict(info),
-        "methods": [_method(spec) for spec in specs],
+        "methods": [_method(spec, default_queue) for spec in specs],
         "components": {"errors": {_error_key(code): _error(code) for code in _CALL_ERRORS}},
         "x-notifications": [
             _server_notification(name, about) for name, about in server_notifications.items()
@@ -146,7 +147,7 @@ def document(
     return doc
 
 
-def _method(spec: MethodSpec) -> dict[str, Any]:
+def _method(spec: MethodSpec, default_queue: str) -> dict[str, Any]:
     hints = _hints(spec)
     summary, description = _docstring(spec.func)
     method: dict[str, Any] = {"name": spec.name, "params": _params(spec, hints)}
@@ -163,6 +164,7 @@ def _method(spec: MethodSpec) -> dict[str, Any]:
         method["result"] = {"name": "result", "schema": schema_for(hints.get("return", Any))}
         method["errors"] = [{"$ref": f"#/components/errors/{_error_key(c)}"} for c in _CALL_ERRORS]
     method["x-timeout"] = spec.timeout
+    method["x-queue"] = spec.queue or default_queue
     method["x-sync"] = not spec.is_async
     return method
 

@@ -421,6 +421,18 @@ def test_an_undocumented_unannotated_method_describes_anything() -> None:
     assert (method["x-timeout"], method["x-sync"]) == (None, True)
 
 
+def test_each_method_names_its_queue() -> None:
+    [default] = specs(undocumented)
+    [routed] = specs(scale, queue="rpc.reports")
+    doc = document(
+        [routed, default],
+        info={"title": "T", "version": "0.1.0"},
+        server_notifications={},
+        default_queue="rpc.main",
+    )
+    assert [method["x-queue"] for method in doc["methods"]] == ["rpc.reports", "rpc.main"]
+
+
 def test_annotations_that_do_not_resolve_describe_nothing() -> None:
     doc = build(*specs(unresolvable))
     method = only_method(doc)
