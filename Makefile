@@ -29,13 +29,15 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The browser tests need Debian's chromium: installed here when we may (root), else they skip.
 pytest: $(STAMP)
+	tools/ensure-chromium
 	$(BIN)/pytest
 
 ## The fault-injection suite, long tests included; prints the table of measured figures.
 reliability: $(STAMP)
 	rm -f reliability-results.jsonl
-	RELIABILITY_RESULTS=reliability-results.jsonl $(BIN)/pytest tests/integration tests/inprocess/test_vectors.py -m "integration or not long" -p no:randomly -q
+	RELIABILITY_RESULTS=reliability-results.jsonl $(BIN)/pytest tests/unit/test_properties.py tests/inprocess/test_vectors.py tests/integration -m "integration or not long" -q
 	$(BIN)/python -m tests.integration.reliability.report reliability-results.jsonl
 
 ## This package against channels-rpc 1.0.1 (installed in .bench/) and raw Channels: one table.

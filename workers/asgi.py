@@ -12,6 +12,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up)
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from channels_rpc import RpcWorkerConsumer  # noqa: E402
@@ -22,12 +23,14 @@ from workers.consumers import RpcConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Serves /static/ (the demo page's client.js) without DEBUG, so daphne alone suffices.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
         "websocket": StrictOriginValidator(
             AuthMiddlewareStack(
                 TokenAuthMiddleware(URLRouter([path("ws/rpc/", RpcConsumer.as_asgi())]))
             ),
             settings.RPC_ALLOWED_ORIGINS,
+            allow_same_origin=settings.RPC_ALLOW_SAME_ORIGIN,
         ),
         # Only for `manage.py runworker rpc.default`; `rpcworker` does not need it.
         "channel": ChannelNameRouter({"rpc.default": RpcWorkerConsumer.as_asgi()}),

@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
     "channels",
     "channels_rpc",
     "workers",
@@ -32,6 +33,13 @@ ROOT_URLCONF = "workers.urls"
 ASGI_APPLICATION = "workers.asgi.application"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+
+# The demo page at / (workers/templates/workers/demo.html) and the browser client it imports;
+# workers.asgi serves /static/ itself, so daphne alone is enough, without DEBUG.
+TEMPLATES = [
+    {"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [], "APP_DIRS": True}
+]
+STATIC_URL = "/static/"
 
 DATABASES = {
     "default": {
@@ -47,6 +55,8 @@ DATABASES = {
 RPC_ALLOWED_ORIGINS = os.environ.get(
     "RPC_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"
 ).split(",")
+# The demo page connects from the front-end's own origin, whatever port it listens on.
+RPC_ALLOW_SAME_ORIGIN = os.environ.get("RPC_ALLOW_SAME_ORIGIN", "1") == "1"
 RPC_REQUIRE_AUTH = os.environ.get("RPC_REQUIRE_AUTH", "") == "1"
 RPC_TOKEN_TTL = float(os.environ.get("RPC_TOKEN_TTL", "3600"))
 
