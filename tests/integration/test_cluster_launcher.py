@@ -65,7 +65,7 @@ async def test_two_frontends_three_workers_push_across_frontends_and_stop_on_ctr
     output = launcher.output()
     urls = re.findall(r"(ws://127\.0\.0\.1:\d+/ws/rpc/)", output)
     pids = [int(pid) for pid in re.findall(r"\(pid (\d+)\)", output)]
-    assert len(urls) == 2 and len(set(urls)) == 2, output
+    assert len(set(urls)) == len(urls) == 2, output
     assert len(pids) == 5, output  # 2 front-ends + 3 workers
 
     async with RpcClient(urls[0]) as listener, RpcClient(urls[1]) as caller:
@@ -77,9 +77,10 @@ async def test_two_frontends_three_workers_push_across_frontends_and_stop_on_ctr
         assert pushed["method"] == "topic.message"
         assert pushed["params"]["message"] == "hello from the other front-end"
         assert pushed["params"]["worker_pid"] in pids[2:]
-        # Every worker serves the one queue: enough calls reach all three.
+        # The workers share the one queue: sequential calls do not all land on one of them.
         served = {(await caller.call("whoami"))["worker_pid"] for _ in range(60)}
-        assert served <= set(pids[2:]) and len(served) >= 2, served
+        assert served <= set(pids[2:]), served
+        assert len(served) >= 2, served
 
     launcher.send_signal(signal.SIGINT)
     assert launcher.popen.wait(30) == 0, launcher.output()[-3000:]
