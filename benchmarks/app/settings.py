@@ -35,5 +35,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["stderr"], "level": "WARNING"},
-    "loggers": {"channels_rpc.worker": {"level": "INFO"}},  # "rpcworker ready"
+    # The readiness lines the harness waits for: "rpcworker ready", "Listening on TCP address".
+    "loggers": {"channels_rpc.worker": {"level": "INFO"}, "daphne.server": {"level": "INFO"}},
 }
