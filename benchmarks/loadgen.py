@@ -108,7 +108,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--in-flight", type=int, default=1)
     parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--request", default='{"method": "ping"}')
+    # "-" reads the request from stdin: a 256 KiB payload does not fit in an argument list.
+    parser.add_argument("--request", default='{"method": "ping"}', help='JSON, or "-" for stdin')
     parser.add_argument("--idle", type=int, default=0, help="Only hold this many idle sockets.")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -116,9 +117,8 @@ def main() -> None:
     if args.idle:
         asyncio.run(hold_idle(args.url, args.idle))
         return
-    result = asyncio.run(
-        run(args.url, args.connections, args.in_flight, args.calls, json.loads(args.request))
-    )
+    request = json.loads(sys.stdin.read() if args.request == "-" else args.request)
+    result = asyncio.run(run(args.url, args.connections, args.in_flight, args.calls, request))
     result["pid"] = os.getpid()
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

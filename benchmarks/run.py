@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +79,8 @@ def bench_redis(log_dir: Path) -> Redis:
     raise SystemExit("the benchmarks need Redis: install redis-server or run one on :6379")
 
 
-def start(workers: int) -> Targets:
+def start(workers: int, queues: Sequence[Sequence[str]] = ()) -> Targets:
+    """The servers; ``queues`` names each worker's queues (default: every queue, each)."""
     log_dir = Path(tempfile.mkdtemp(prefix="channels-rpc-bench-"))
     cluster = LocalCluster(
         bench_redis(log_dir),
@@ -90,8 +91,8 @@ def start(workers: int) -> Targets:
     targets = Targets(cluster)
     try:
         ours = cluster.start_frontend()
-        for _ in range(workers):
-            cluster.start_worker()
+        for index in range(workers):
+            cluster.start_worker(queues[index] if queues else ())
         targets.servers["rpc"] = targets.servers["raw"] = ours
         targets.urls["rpc"] = cluster.url("/rpc/")
         targets.urls["raw"] = cluster.url("/raw/")
@@ -122,9 +123,12 @@ def loadgen(url: str, load: Load) -> dict[str, Any]:
     argv = [
         sys.executable, "-m", "benchmarks.loadgen", url,
         "--connections", str(load.connections), "--in-flight", str(load.in_flight),
-        "--calls", str(load.calls), "--request", json.dumps(load.request),
+        "--calls", str(load.calls), "--request", "-",
     ]  # fmt: skip
-    out = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        argv, input=json.dumps(load.request), cwd=REPO, capture_output=True, text=True,
+        check=True, timeout=600,
+    )  # fmt: skip
     return dict(json.loads(out.stdout))
 
 
@@ -229,23 +233,28 @@ def run_scenarios(
     return results
 
 
-def isolation(targets: Targets, repeats: int, quick: bool) -> dict[str, list[float]]:
-    """(d) ping p99 on one connection while 10 others run a 50 ms CPU-bound method."""
-    out: dict[str, list[float]] = {"rpc": [], "v1": []}
-    burn = Load(10, 1, n_calls(quick, 200, 80), {"method": "cpu", "params": [50]})
+def isolation(
+    targets: Targets, repeats: int, quick: bool, burners: dict[str, str]
+) -> dict[str, list[float]]:
+    """(d) ping p99 on one connection while 10 others run a 50 ms CPU-bound method.
+
+    ``burners`` maps each target to the method that burns the CPU on it.
+    """
+    out: dict[str, list[float]] = {target: [] for target in burners}
+    burn_calls = n_calls(quick, 200, 80)
     ping = Load(1, 1, n_calls(quick, 400, 150), {"method": "ping"})
     for _ in range(repeats):
-        for target in out:
+        for target, method in burners.items():
             argv = [sys.executable, "-m", "benchmarks.loadgen", targets.urls[target],
-                    "--connections", "10", "--in-flight", "1", "--calls", str(burn.calls),
-                    "--request", json.dumps(burn.request)]  # fmt: skip
+                    "--connections", "10", "--in-flight", "1", "--calls", str(burn_calls),
+                    "--request", json.dumps({"method": method, "params": [50]})]  # fmt: skip
             background = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL)
             try:
                 time.sleep(0.5)  # the background load must be running before pings are timed
                 out[target].append(loadgen(targets.urls[target], ping)["p99_ms"])
             finally:
                 background.wait(300)
-            print(f"  d {target}: ping p99 {out[target][-1]:.2f} ms under CPU load", flush=True)
+            print(f"  d {target} ({method}): ping p99 {out[target][-1]:.2f} ms", flush=True)
     return out
 
 
@@ -301,8 +310,18 @@ def table(results: dict[str, Any], repeats: int) -> str:
         ours, v1 = m(key, "rpc"), m(key, "v1")
         rows.append(_row(label, rate(ours), rate(v1), "-", f"{ours / v1:.1f}x", ">= 8x"))
     d = {t: median(v) for t, v in results["isolation"].items()}
-    rows.append(_row("(d) ping p99 under CPU load", ms(d["rpc"]), ms(d["v1"]), "-",
-                     f"{d['rpc'] / d['v1']:.3f}x", "<= 0.1x"))  # fmt: skip
+    rows.append(
+        _row(
+            "(d) ping p99 under CPU load, one queue",
+            ms(d["rpc"]),
+            ms(d["v1"]),
+            "-",
+            f"{d['rpc'] / d['v1']:.3f}x",
+            "<= 0.1x",
+        )
+    )
+    rows.append(_row("(d) ... CPU method on its own queue", ms(d["rpc_apart"]), ms(d["v1"]), "-",
+                     f"{d['rpc_apart'] / d['v1']:.3f}x", "<= 0.1x"))  # fmt: skip
     e = {w: median(v) for w, v in results["scaling"].items()}
     rows.append(_row("(e) cpu(20 ms) calls/s, 1 -> 2 workers", f"{e['1']:.0f} -> {e['2']:.0f}",
                      "-", "-", f"{e['2'] / e['1']:.2f}x",
@@ -364,10 +383,17 @@ def main() -> None:
     targets = fresh(2)
     try:
         print("scenario (d): 1 front-end, 2 workers", flush=True)
-        results["isolation"] = isolation(targets, repeats, args.quick)
+        results["isolation"] = isolation(targets, repeats, args.quick, {"rpc": "cpu", "v1": "cpu"})
         calls = n_calls(args.quick, 100_000, 20_000)
         print(f"{calls:,} calls through 2 workers, every answer matched by id", flush=True)
         results["long_run"] = measure(targets, "rpc", Load(50, 10, calls, {"method": "ping"}))
+    finally:
+        targets.stop()
+    targets = fresh(2, [["rpc.default"], ["rpc.cpu"]])
+    try:
+        print("scenario (d): the CPU-bound method on a queue and worker of its own", flush=True)
+        apart = isolation(targets, repeats, args.quick, {"rpc": "cpu_apart"})
+        results["isolation"]["rpc_apart"] = apart["rpc"]
     finally:
         targets.stop()
     print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)

@@ -36,3 +36,8 @@ def cpu(ms: float) -> float:
     while time.thread_time() < end:
         pass
     return ms
+
+
+# The same work on a queue of its own, served by its own worker: how a project keeps heavy
+# methods from delaying light ones (scenario d, second row).
+BenchConsumer.rpc_method("cpu_apart", queue="rpc.cpu")(cpu)

@@ -2,10 +2,15 @@
 
 A front-end with hundreds of calls in flight, or a worker answering dozens at once, would
 otherwise pay a Redis round trip (and redis-py's per-command cost, which dominates the
-profiles) per message. One batch is in flight per event loop at a time: a send that finds none
-in flight goes out at once, from its own coroutine (a lone message waits for nothing, not even
-a task switch); sends made meanwhile gather and leave together when it returns, so batches grow
-with the load.
+profiles) per message. One batch is in flight per event loop at a time, and sends made
+meanwhile gather and leave together when it returns, so batches grow with the load.
+
+A send that finds no batch in flight has two ways out. When the previous batch was a lone
+message (light load), it goes out at once from its own coroutine: it waits for nothing, not
+even a task switch. When the previous batch had company (a worker answering several calls in
+one turn, a busy front-end), a task sends it on the next turn, with every other send of this
+turn: sending the first alone would split each turn's messages into two round trips, which
+measured 10-15% fewer calls per second under load.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ class Sender:
         self.layer = layer
         self._waiting: list[_Message] = []
         self._busy = False  # a batch is in flight
+        self._crowded = False  # the last batch held more than one message
         self._flusher: asyncio.Task[None] | None = None  # keeps the follow-up batch's task alive
 
     async def send(self, index: int, key: str, member: bytes, capacity: int) -> None:
@@ -45,13 +51,16 @@ class Sender:
         self._waiting.append(message)
         if not self._busy:
             self._busy = True
-            try:
-                await self._send_waiting()
-            finally:
-                self._busy = False
-            if self._waiting:  # gathered while ours was in flight: a task takes them
-                self._busy = True
+            if self._crowded:
                 self._flusher = loop.create_task(self._flush())
+            else:
+                try:
+                    await self._send_waiting()
+                finally:
+                    self._busy = False
+                if self._waiting:  # gathered while ours was in flight: a task takes them
+                    self._busy = True
+                    self._flusher = loop.create_task(self._flush())
         await message.added
 
     async def _flush(self) -> None:
@@ -64,6 +73,7 @@ class Sender:
 
     async def _send_waiting(self) -> None:
         batch, self._waiting = self._waiting, []
+        self._crowded = len(batch) > 1
         by_host: dict[int, list[_Message]] = {}
         for message in batch:
             by_host.setdefault(message.index, []).append(message)

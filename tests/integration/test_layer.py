@@ -12,6 +12,8 @@ import pytest
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 
+from channels_rpc._redis import scripts
+from channels_rpc._redis import sender as sender_module
 from channels_rpc.layers import RedisChannelLayer
 from tests.integration.harness import Redis
 
@@ -180,3 +182,31 @@ async def test_one_senders_messages_to_a_channel_keep_their_order(layer: RedisCh
     got = [await layer.receive(channel) for _ in range(600)]
     for name in ("a", "b"):
         assert [m["n"] for m in got if m["from"] == name] == list(range(300))
+
+
+async def test_sends_of_one_turn_share_a_script_call(
+    layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batch sizes as Redis sees them: the real script, counted on its way out.
+    batches: list[int] = []
+    send_many = scripts.SEND_MANY
+
+    async def counted(connection: Any, keys: list[str], args: list[Any]) -> Any:
+        batches.append(len(keys))
+        return await send_many(connection, keys, args)
+
+    monkeypatch.setattr(sender_module, "SEND_MANY", counted)
+
+    async def burst(size: int) -> None:
+        await asyncio.gather(*(layer.send("rpc.b", {"type": "x"}) for _ in range(size)))
+
+    await layer.send("rpc.b", {"type": "x"})
+    assert batches == [1]  # light load: a lone message goes at once
+    await burst(20)
+    assert batches[1:] == [1, 19]  # the first still went alone; the rest gathered meanwhile
+    await burst(20)
+    assert batches[3:] == [20]  # after a crowded batch, the whole turn leaves together
+    await layer.send("rpc.b", {"type": "x"})
+    await layer.send("rpc.b", {"type": "x"})
+    assert batches[4:] == [1, 1]
+    assert len(await layer.receive_many(["rpc.b"], 100, 1.0)) == 43
