@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -37,15 +37,19 @@ from websockets.typing import Origin
 from channels_rpc import JsonRpcErrorCode
 from channels_rpc.protocol import Message, Rejection, Request, RpcLimits, parse
 from tests.integration.client import RpcSocket
-from tests.integration.harness import REPO, Cluster, Proc, Redis
+from tests.integration.harness import REPO, Cluster, Proc
 from tests.integration.reliability import rawws
 from tests.integration.reliability.rawws import RawWebSocket
 from tests.integration.reliability.report import Figures
+from tests.integration.reliability.support import (
+    ClusterFactory,
+    Connect,
+    counter,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
-ClusterFactory = Callable[..., Cluster]
-Connect = Callable[[str], Awaitable[RpcSocket]]
 HOST = "127.0.0.1"
 PING = ("--ping-interval", "2", "--ping-timeout", "3")
 ALLOWED_ORIGIN = "http://allowed.test:8000"
@@ -53,46 +57,6 @@ ALLOWED_ORIGIN = "http://allowed.test:8000"
 
 # ------------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture
-async def redis_client(redis_server: Redis) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """Opens client sockets and closes whatever is left open after the test."""
-    opened: list[RpcSocket] = []
-
-    async def open_socket(url: str) -> RpcSocket:
-        sock = await RpcSocket.connect(url)
-        opened.append(sock)
-        return sock
-
-    yield open_socket
-    for sock in opened:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(sock.close(), 5)
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> float:
-    """Poll ``condition`` (cheap reads) until it holds; the seconds it took; fail after timeout."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
-def counter(redis: AsyncRedis, cluster: Cluster, name: str) -> Callable[[], Awaitable[int]]:
-    async def read() -> int:
-        return int(await redis.get(cluster.counter_key(name)) or 0)
-
-    return read
 
 
 async def counter_reaches(read: Callable[[], Awaitable[int]], value: int, timeout: float) -> float:

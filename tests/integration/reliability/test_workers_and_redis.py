@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,15 @@ from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import Answer, RpcSocket
 from tests.integration.harness import REPO, Cluster, Proc, Redis
 from tests.integration.reliability.report import Figures
+from tests.integration.reliability.support import (
+    ClusterFactory,
+    Connect,
+    counter,
+    wait_until,
+)
 
 pytestmark = pytest.mark.anyio
 
-ClusterFactory = Callable[..., Cluster]
-Connect = Callable[[str], Awaitable[RpcSocket]]
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
 GRACE = 0.5  # REPLY_GRACE of tests.project.settings
 SHUTDOWN_GRACE = 5.0  # SHUTDOWN_GRACE of tests.project.settings
@@ -50,13 +54,6 @@ FAULT_QUEUE = "rpc.fault"  # the queue of tests.project.faults.fault_queued
 
 # ------------------------------------------------------------------------------------------------
 # Fixtures and helpers
-
-
-@pytest.fixture
-async def redis_client(redis_server: Redis) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -72,39 +69,6 @@ def private_cluster(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             request.node.add_report_section("call", "cluster logs", cluster.logs())
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """Opens client sockets and closes whatever is left open after the test."""
-    opened: list[RpcSocket] = []
-
-    async def open_socket(url: str) -> RpcSocket:
-        sock = await RpcSocket.connect(url)
-        opened.append(sock)
-        return sock
-
-    yield open_socket
-    for sock in opened:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(sock.close(), 5)
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> float:
-    """Poll ``condition`` (cheap reads) until it holds; the seconds it took; fail after timeout."""
-    started = time.monotonic()
-    while not await condition():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
-
-
-def counter(redis: AsyncRedis, cluster: Cluster, name: str) -> Callable[[], Awaitable[int]]:
-    async def read() -> int:
-        return int(await redis.get(cluster.counter_key(name)) or 0)
-
-    return read
 
 
 async def collect(sock: RpcSocket, ids: list[Any], timeout: float) -> dict[Any, Answer]:
