@@ -12,10 +12,11 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.harness import (
     REPO,
@@ -125,3 +126,11 @@ def cluster_factory(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def redis_client(redis_server: Redis) -> AsyncIterator[AsyncRedis]:
+    """A client of the tests' Redis, for reading the counters the test project's methods write."""
+    client = AsyncRedis.from_url(redis_server.url)
+    yield client
+    await client.aclose()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,10 +13,9 @@ from redis.asyncio import Redis as AsyncRedis
 from channels_rpc import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.client import ConnectionLost, RpcClient
 from tests.integration.harness import Cluster
+from tests.integration.support import ClusterFactory
 
 pytestmark = pytest.mark.anyio
-
-ClusterFactory = Callable[..., Cluster]
 
 
 @pytest.fixture

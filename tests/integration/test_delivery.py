@@ -6,29 +6,20 @@ import asyncio
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.client import RpcSocket
-from tests.integration.harness import Cluster
+from tests.integration.support import ClusterFactory
 
 pytestmark = pytest.mark.anyio
 
-ClusterFactory = Callable[..., Cluster]
 CONNECTIONS = 10
 # fakeredis (machines without Redis) is a functional stand-in, running in this process and far
 # slower: fewer calls, fewer in flight, so that none of them waits past its 5 s timeout.
 LOAD = {"fakeredis": (2_000, 10)}
 CALLS, WINDOW = 20_000, 100
-
-
-@pytest.fixture
-async def redis_client(redis_server: object) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
 
 
 async def _drive(sock: RpcSocket, tokens: list[str], in_flight: int) -> None:

@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import RpcSocket
-from tests.integration.harness import Cluster
+from tests.integration.support import ClusterFactory, wait_until
 
 pytestmark = pytest.mark.anyio
 
-ClusterFactory = Callable[..., Cluster]
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
-
-
-@pytest.fixture
-async def redis_client(redis_server: object) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Poll ``condition`` (cheap Redis reads) until it holds; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_ten_half_second_calls_on_one_connection_run_concurrently(

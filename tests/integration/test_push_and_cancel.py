@@ -7,41 +7,17 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import RpcSocket
-from tests.integration.harness import REPO, Cluster
+from tests.integration.harness import REPO
+from tests.integration.support import ClusterFactory, counter, wait_until
 from tests.openrpc.validation import errors as openrpc_errors
 
 pytestmark = pytest.mark.anyio
-
-ClusterFactory = Callable[..., Cluster]
-
-
-@pytest.fixture
-async def redis_client(redis_server: object) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)  # type: ignore[attr-defined]
-    yield client
-    await client.aclose()
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
-def counter(redis: AsyncRedis, cluster: Cluster, name: str) -> Callable[[], Awaitable[int]]:
-    async def read() -> int:
-        return int(await redis.get(cluster.counter_key(name)) or 0)
-
-    return read
 
 
 async def test_a_push_from_another_process_reaches_clients_on_two_frontends(

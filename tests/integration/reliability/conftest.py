@@ -1,4 +1,4 @@
-"""Fixtures of the reliability suite: a Redis client for the probes' counters, client sockets."""
+"""Fixtures of the reliability suite: client sockets closed after each test."""
 
 from __future__ import annotations
 
@@ -7,18 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.client import RpcSocket
-from tests.integration.harness import Redis
-from tests.integration.reliability.support import Connect
-
-
-@pytest.fixture
-async def redis_client(redis_server: Redis) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
+from tests.integration.support import Connect
 
 
 @pytest.fixture

@@ -41,7 +41,7 @@ from tests.integration.harness import REPO, Cluster, Proc
 from tests.integration.reliability import rawws
 from tests.integration.reliability.rawws import RawWebSocket
 from tests.integration.reliability.report import Figures
-from tests.integration.reliability.support import (
+from tests.integration.support import (
     ClusterFactory,
     Connect,
     counter,

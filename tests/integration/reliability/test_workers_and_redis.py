@@ -37,7 +37,7 @@ from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import Answer, RpcSocket
 from tests.integration.harness import REPO, Cluster, Proc, Redis
 from tests.integration.reliability.report import Figures
-from tests.integration.reliability.support import (
+from tests.integration.support import (
     ClusterFactory,
     Connect,
     counter,

@@ -1,4 +1,4 @@
-"""What both reliability modules use: waiting on a condition, reading a probe's counter."""
+"""What the integration modules share: waiting on a condition, reading a probe's counter."""
 
 from __future__ import annotations
 
