@@ -17,6 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.run import bench_redis
 from channels_rpc.layers import RedisChannelLayer
 
 QUEUE = "roundtrip.queue"
@@ -59,8 +60,6 @@ def main() -> None:
     if args.answer:
         asyncio.run(answer(args.answer))
         return
-    from benchmarks.run import bench_redis
-
     redis = bench_redis(Path(tempfile.mkdtemp(prefix="channels-rpc-roundtrip-")))
     argv = [sys.executable, "-m", "benchmarks.roundtrip", "--answer", redis.url]
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)

@@ -57,7 +57,8 @@ class Targets:
 
     def stop(self) -> None:
         self.cluster.stop()
-        self.servers["v1"].stop()
+        if "v1" in self.servers:
+            self.servers["v1"].stop()
         self.cluster.redis.stop()
 
 
@@ -79,8 +80,11 @@ def bench_redis(log_dir: Path) -> Redis:
     raise SystemExit("the benchmarks need Redis: install redis-server or run one on :6379")
 
 
-def start(workers: int, queues: Sequence[Sequence[str]] = ()) -> Targets:
-    """The servers; ``queues`` names each worker's queues (default: every queue, each)."""
+def start(workers: int, queues: Sequence[Sequence[str]] = (), *, baseline: bool = True) -> Targets:
+    """The servers; ``queues`` names each worker's queues (default: every queue, each).
+
+    ``baseline``: also start channels-rpc 1.0.1, for the scenarios that compare with it.
+    """
     log_dir = Path(tempfile.mkdtemp(prefix="channels-rpc-bench-"))
     cluster = LocalCluster(
         bench_redis(log_dir),
@@ -96,8 +100,9 @@ def start(workers: int, queues: Sequence[Sequence[str]] = ()) -> Targets:
         targets.servers["rpc"] = targets.servers["raw"] = ours
         targets.urls["rpc"] = cluster.url("/rpc/")
         targets.urls["raw"] = cluster.url("/raw/")
-        targets.servers["v1"], port = start_upstream(log_dir)
-        targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
+        if baseline:
+            targets.servers["v1"], port = start_upstream(log_dir)
+            targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
     except BaseException:
         cluster.stop()
         cluster.redis.stop()
@@ -370,8 +375,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {python}, {time.strftime('%Y-%m-%d')}"
     }
 
-    fresh = start
-    targets = fresh(1)
+    targets = start(1)
     try:
         print("scenarios (a), (b), (c), (f), (g): 1 front-end, 1 worker", flush=True)
         results["scenarios"] = run_scenarios(targets, repeats, args.quick)
@@ -380,7 +384,7 @@ def main() -> None:
         }
     finally:
         targets.stop()
-    targets = fresh(2)
+    targets = start(2)
     try:
         print("scenario (d): 1 front-end, 2 workers", flush=True)
         results["isolation"] = isolation(targets, repeats, args.quick, {"rpc": "cpu", "v1": "cpu"})
@@ -389,7 +393,7 @@ def main() -> None:
         results["long_run"] = measure(targets, "rpc", Load(50, 10, calls, {"method": "ping"}))
     finally:
         targets.stop()
-    targets = fresh(2, [["rpc.default"], ["rpc.cpu"]])
+    targets = start(2, [["rpc.default"], ["rpc.cpu"]], baseline=False)
     try:
         print("scenario (d): the CPU-bound method on a queue and worker of its own", flush=True)
         apart = isolation(targets, repeats, args.quick, {"rpc": "cpu_apart"})
@@ -397,7 +401,9 @@ def main() -> None:
     finally:
         targets.stop()
     print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)
-    results["scaling"] = scaling(fresh, repeats, args.quick)
+    results["scaling"] = scaling(
+        lambda workers: start(workers, baseline=False), repeats, args.quick
+    )
     args.json.write_text(json.dumps(results, indent=2))
     print("\n" + table(results, repeats))
 

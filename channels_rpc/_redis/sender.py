@@ -50,18 +50,25 @@ class Sender:
         message = _Message(index, key, member, capacity, loop.create_future())
         self._waiting.append(message)
         if not self._busy:
-            self._busy = True
             if self._crowded:
-                self._flusher = loop.create_task(self._flush())
+                self._start_flusher(loop)
             else:
-                try:
-                    await self._send_waiting()
-                finally:
-                    self._busy = False
-                if self._waiting:  # gathered while ours was in flight: a task takes them
-                    self._busy = True
-                    self._flusher = loop.create_task(self._flush())
+                await self._send_alone(loop)
         await message.added
+
+    async def _send_alone(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Send what is waiting from the caller's coroutine: no task switch for a lone message."""
+        self._busy = True
+        try:
+            await self._send_waiting()
+        finally:
+            self._busy = False
+        if self._waiting:  # gathered while ours was in flight: a task takes them
+            self._start_flusher(loop)
+
+    def _start_flusher(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._busy = True
+        self._flusher = loop.create_task(self._flush())
 
     async def _flush(self) -> None:
         try:
