@@ -17,7 +17,12 @@ The front-end (``AsyncJsonRpcWebsocketConsumer``) validates and enqueues; worker
 from channels_rpc.consumer import AsyncJsonRpcWebsocketConsumer
 from channels_rpc.context import RpcContext
 from channels_rpc.decorators import permission_required
-from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, RequestTooLargeError
+from channels_rpc.exceptions import (
+    JsonRpcError,
+    JsonRpcErrorCode,
+    RequestTooLargeError,
+    ResponseTooLargeError,
+)
 from channels_rpc.limits import check_size_limits
 from channels_rpc.middleware import LoggingMiddleware, RpcMiddleware
 from channels_rpc.push import notify_group, notify_group_sync
@@ -31,6 +36,7 @@ __all__ = [
     "JsonRpcErrorCode",
     "LoggingMiddleware",
     "RequestTooLargeError",
+    "ResponseTooLargeError",
     "RpcContext",
     "RpcMiddleware",
     "RpcWorkerConsumer",

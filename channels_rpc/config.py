@@ -23,6 +23,15 @@
         "REPLY_GRACE": 1.0,               # seconds the front-end waits past a timeout for a reply
         "CHANNEL_LAYER": "default",       # alias in CHANNEL_LAYERS
         "DISCOVERY": True,                # answer rpc.discover with an OpenRPC document
+        # what one connection may hold (see README "Limits")
+        "MAX_RESPONSE_SIZE": 1024 * 1024, # bytes of one frame to the client (an answer, a
+                                          # batch, a push); at most the server's frame cap
+                                          # (daphne: 1 MiB); larger answers become -32014
+        "MAX_OUTBOUND_BYTES": 4 * 1024 * 1024,  # bytes written but not yet taken by a slow
+                                          # client, past which its frames are not read
+        "MAX_INBOUND_BYTES": 2 * 1024 * 1024,   # bytes received but not yet dispatched,
+                                          # past which reading pauses (or the socket closes)
+        "MAX_GROUPS": 100,                # groups one connection may be in
         # workers
         "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
         "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
@@ -66,6 +75,10 @@ class RpcConfig:
     reply_grace: float = 1.0
     channel_layer: str = "default"
     discovery: bool = True
+    max_response_size: int = 1024 * 1024
+    max_outbound_bytes: int = 4 * 1024 * 1024
+    max_inbound_bytes: int = 2 * 1024 * 1024
+    max_groups: int = 100
     worker_concurrency: int = 32
     shutdown_grace: float = 10.0
 
@@ -98,7 +111,13 @@ def _build(raw: dict[str, Any]) -> RpcConfig:
     for key, name in _CONFIG_KEYS.items():
         if key in raw:
             values[name] = _CHECKS[name](key, raw[key])
-    return RpcConfig(limits=limits, **values)
+    config = RpcConfig(limits=limits, **values)
+    if config.max_inbound_bytes < limits.max_message_size:
+        raise ImproperlyConfigured(
+            f"{SETTING}['MAX_INBOUND_BYTES'] ({config.max_inbound_bytes}) must be at least "
+            f"MAX_MESSAGE_SIZE ({limits.max_message_size}): one frame must fit."
+        )
+    return config
 
 
 def _positive_int(key: str, value: Any) -> int:
@@ -167,6 +186,10 @@ _CHECKS: Final = {
     "reply_grace": _seconds,
     "channel_layer": _name,
     "discovery": _flag,
+    "max_response_size": _positive_int,
+    "max_outbound_bytes": _positive_int,
+    "max_inbound_bytes": _positive_int,
+    "max_groups": _positive_int,
     "worker_concurrency": _positive_int,
     "shutdown_grace": _seconds,
 }

@@ -8,9 +8,16 @@ validated frame itself when it held a single request. Text keeps msgpack (channe
 serializer) away from what it cannot carry, such as integers beyond 64 bits and lone surrogates,
 and spares a decode and re-encode. ``call`` is a number the front-end chose for the call; the
 JSON-RPC id never leaves the front-end, which is why ids of any JSON shape route correctly.
+``deadline`` and ``sent`` are epoch seconds on the channel layer's clock (``layer.clock()``:
+Redis' ``TIME`` for this package's Redis layer), so that hosts whose clocks disagree still
+agree on how much time a call has left. ``ack``, when set, asks the worker to send
+``rpc.taken`` with that number as soon as it takes the request: the front-end uses it for the
+requests it has no other news of (notifications, calls without a time limit).
 
 ``rpc.response`` (worker -> the front-end's reply channel): ``body`` is the JSON text of the
 result, or of the error object when ``ok`` is false.
+
+``rpc.taken`` (worker -> front-end): the request sent with ``ack`` was taken by a worker.
 
 ``rpc.push`` (anyone -> a front-end's channel): ``body`` is a complete notification frame.
 
@@ -29,12 +36,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from channels_rpc.protocol import dumps
+
 __all__ = [
     "CANCEL",
     "MEMBERSHIP",
     "PUSH",
     "REQUEST",
     "RESPONSE",
+    "TAKEN",
     "VERSION",
     "WORKERS_GROUP",
     "Call",
@@ -44,11 +54,13 @@ __all__ = [
     "notification_frame",
     "push_message",
     "response_message",
+    "taken_message",
 ]
 
 VERSION: Final = 1
 REQUEST: Final = "rpc.request"
 RESPONSE: Final = "rpc.response"
+TAKEN: Final = "rpc.taken"
 PUSH: Final = "rpc.push"
 CANCEL: Final = "rpc.cancel"
 MEMBERSHIP: Final = "rpc.membership"
@@ -70,10 +82,11 @@ class Call:
     queue: str  # where it was sent (a stopping worker puts a request it cannot start back)
     call: int | None  # None for notifications: nobody waits for an answer
     reply_to: str
-    deadline: float | None  # epoch seconds by which execution must end; None: no limit
+    deadline: float | None  # layer-clock seconds by which execution must end; None: no limit
     timeout: float | None  # the method's timeout, for the error message
-    sent_at: float  # epoch seconds, for queue-wait measurements
+    sent_at: float  # layer-clock seconds, for queue-wait measurements
     scope: Mapping[str, Any]
+    ack: int | None = None  # send rpc.taken with this number once a worker takes the request
 
     @property
     def is_notification(self) -> bool:
@@ -93,6 +106,7 @@ class Call:
             "timeout": self.timeout,
             "sent": self.sent_at,
             "scope": dict(self.scope),
+            "ack": self.ack,
         }
 
     @classmethod
@@ -111,6 +125,7 @@ class Call:
                 timeout=message["timeout"],
                 sent_at=message["sent"],
                 scope=message["scope"],
+                ack=message.get("ack"),
             )
         except KeyError as exc:
             raise EnvelopeError(f"rpc.request without {exc.args[0]!r}") from None
@@ -120,6 +135,10 @@ def response_message(call: int, ok: bool, body: str) -> dict[str, Any]:
     return {"type": RESPONSE, "v": VERSION, "call": call, "ok": ok, "body": body}
 
 
+def taken_message(ack: int) -> dict[str, Any]:
+    return {"type": TAKEN, "v": VERSION, "ack": ack}
+
+
 def notification_frame(
     method: str, params: Any = None, *, encoder: type[json.JSONEncoder] | None = None
 ) -> str:
@@ -127,7 +146,7 @@ def notification_frame(
     payload: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
     if params is not None:
         payload["params"] = params
-    return json.dumps(payload, cls=encoder, allow_nan=False, separators=(",", ":"))
+    return dumps(payload, encoder)
 
 
 def push_message(frame: str) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
     Exception
      └── JsonRpcError                 code + optional message + data, answered as a JSON-RPC error
-          └── RequestTooLargeError    -32001, a size limit was exceeded
+          ├── RequestTooLargeError    -32001, a size limit was exceeded
+          └── ResponseTooLargeError   -32014, an answer or push too large for the transport
 
 Codes keep the values of channels-rpc 1.0.1 and add the server codes this package answers with
-(-32010..-32013) and LSP's -32800 for cancelled requests. Base messages keep 1.0.1's wording
+(-32010..-32014) and LSP's -32800 for cancelled requests. Base messages keep 1.0.1's wording
 ("Method Not Found"), because clients of 1.0.1 may match on them; the JSON-RPC spec leaves the
 text free.
 """
@@ -21,6 +22,7 @@ __all__ = [
     "JsonRpcError",
     "JsonRpcErrorCode",
     "RequestTooLargeError",
+    "ResponseTooLargeError",
     "error_object",
     "generate_error_response",
 ]
@@ -41,6 +43,7 @@ class JsonRpcErrorCode(IntEnum):
     SERVICE_UNAVAILABLE = -32011
     DEADLINE_EXCEEDED = -32012
     UNAUTHORIZED = -32013
+    RESPONSE_TOO_LARGE = -32014
 
     PARSE_RESULT_ERROR = -32701
     REQUEST_CANCELLED = -32800
@@ -58,6 +61,7 @@ RPC_ERRORS: dict[int, str] = {
     JsonRpcErrorCode.SERVICE_UNAVAILABLE: "Service Unavailable",
     JsonRpcErrorCode.DEADLINE_EXCEEDED: "Deadline Exceeded",
     JsonRpcErrorCode.UNAUTHORIZED: "Unauthorized",
+    JsonRpcErrorCode.RESPONSE_TOO_LARGE: "Response Too Large",
     JsonRpcErrorCode.PARSE_RESULT_ERROR: "Error while parsing result",
     JsonRpcErrorCode.REQUEST_CANCELLED: "Request Cancelled",
 }
@@ -91,6 +95,8 @@ def _detailed_message(code: int, data: Any) -> str:
         limit_type = data.get("limit_type", "unknown")
         limit = data.get("limit", "unknown")
         return f"{message}: {limit_type} exceeds limit of {limit}"
+    if code == JsonRpcErrorCode.RESPONSE_TOO_LARGE and "size" in data and "limit" in data:
+        return f"{message}: {data['size']} bytes, over the limit of {data['limit']}"
     timeout = data.get("timeout")
     if code == JsonRpcErrorCode.INTERNAL_ERROR and _is_number(timeout):
         return f"{message}: Method execution timed out after {timeout:.1f} seconds"
@@ -155,3 +161,19 @@ class RequestTooLargeError(JsonRpcError):
         )
         self.limit_type = limit_type
         self.limit_value = limit_value
+
+
+class ResponseTooLargeError(JsonRpcError):
+    """An answer or push would be larger than ``MAX_RESPONSE_SIZE`` bytes once encoded.
+
+    Raised where the frame is encoded, before it crosses the channel layer: by the worker for a
+    result (the call is answered with this error instead), and by ``notify_group`` and
+    ``ctx.notify`` for a push (a method that does not catch it answers its call with it).
+    """
+
+    def __init__(self, size: int, limit: int, *, what: str = "response") -> None:
+        super().__init__(
+            None, JsonRpcErrorCode.RESPONSE_TOO_LARGE, {"size": size, "limit": limit, "what": what}
+        )
+        self.size = size
+        self.limit = limit

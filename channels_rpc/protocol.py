@@ -35,12 +35,14 @@ __all__ = [
     "Rejection",
     "Request",
     "RpcLimits",
+    "dumps",
     "encode_error",
     "encode_id",
     "error_frame",
     "params_violation",
     "parse",
     "result_frame",
+    "utf8_size",
     "validate",
 ]
 
@@ -344,6 +346,28 @@ def _clip(value: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # Responses
+
+
+def dumps(value: Any, cls: type[json.JSONEncoder] | None = None) -> str:
+    """Compact JSON text that is valid UTF-8: non-ASCII characters as themselves.
+
+    ``ensure_ascii`` would write each of them as a six-byte escape (three times the UTF-8 size
+    of most scripts), pushing answers over the transport's frame cap. Text holding a lone
+    surrogate (valid in a JSON string, not in UTF-8) falls back to escapes, which carry it.
+    Raises what ``json.dumps`` raises (``TypeError``, ``ValueError`` for NaN, ``RecursionError``).
+    """
+    text = json.dumps(value, cls=cls, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=cls, allow_nan=False, separators=(",", ":"))
+    return text
+
+
+def utf8_size(text: str) -> int:
+    """The size of ``text`` in UTF-8 bytes, which is what a WebSocket frame cap counts."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def encode_id(rpc_id: JsonId) -> str:
