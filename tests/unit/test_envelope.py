@@ -58,6 +58,7 @@ def test_message_keys() -> None:
         "timeout",
         "sent",
         "scope",
+        "ack",
     }
 
 
