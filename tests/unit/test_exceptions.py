@@ -26,6 +26,7 @@ BASE_MESSAGES = [
     (JsonRpcErrorCode.SERVICE_UNAVAILABLE, -32011, "Service Unavailable"),
     (JsonRpcErrorCode.DEADLINE_EXCEEDED, -32012, "Deadline Exceeded"),
     (JsonRpcErrorCode.UNAUTHORIZED, -32013, "Unauthorized"),
+    (JsonRpcErrorCode.RESPONSE_TOO_LARGE, -32014, "Response Too Large"),
     (JsonRpcErrorCode.PARSE_RESULT_ERROR, -32701, "Error while parsing result"),
     (JsonRpcErrorCode.REQUEST_CANCELLED, -32800, "Request Cancelled"),
 ]
