@@ -56,6 +56,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         self.hosts = [self._with_timeouts(host) for host in decode_hosts(hosts)]
         self.popper = Popper()
         self._reconnect_callbacks: list[Callable[[], None]] = []
+        self._clock_offset = 0.0  # Redis' clock minus this host's, measured on connect
         self._epochs: dict[str, Any] = {}
         self._epoch_key = self.prefix + "rpc.epoch"
         self._senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sender] = (
@@ -64,6 +65,14 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Inbox]] = (
             weakref.WeakKeyDictionary()
         )
+
+    def clock(self) -> float:
+        """Seconds since the epoch on Redis' clock: the one clock every process agrees on.
+
+        Deadlines and queue times cross hosts in this time, so a host whose clock is off
+        neither expires calls early nor runs expired ones.
+        """
+        return time.time() + self._clock_offset
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time this process finds that Redis restarted.
