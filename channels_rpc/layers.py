@@ -17,15 +17,32 @@ capacities and expiry, and changes the rest:
 * sends made during one turn of the event loop go to Redis in one script call
   (:mod:`channels_rpc._redis.sender`), and ``enqueue`` returns a handle with which
   ``withdraw`` takes a message back while it is still queued (cancellation);
+* the layer keeps Redis' clock (``clock()``: this host's time plus an offset measured from Redis
+  ``TIME`` on every new connection and every watchdog check), so that deadlines and queue times
+  crossing hosts mean the same everywhere, whatever each host's clock says;
+* a watchdog (:mod:`channels_rpc._redis.watchdog`) notices within seconds that Redis lost its
+  data without a restart (``FLUSHDB``, evicted group keys) and has memberships joined again;
+* group memberships made through ``join_group`` are recorded with their channel, capped, and
+  undone by ``close_channel``, even when the join arrives after the close
+  (:mod:`channels_rpc._redis.memberships`);
 * connections get a read timeout longer than the blocking pop. redis-py 8 defaults it to 5 s,
   the same as the pop, so stock idle receivers die every 5 s (channels_redis#422); with no
-  timeout at all a dead server would hang them forever.
+  timeout at all a dead server would hang them forever;
+* a channel is bounded in bytes as well as in messages (``byte_capacity``, default 64 MiB, and
+  ``channel_byte_capacity``, patterns as ``channel_capacity``), and Redis' ``maxmemory`` holds
+  (Redis >= 7): refusals raise :class:`LayerFull`, a ``ChannelFull`` whose ``reason`` says why;
+* the scripts take every time from Redis (``TIME``): a host whose clock is off can neither
+  expire the messages others queued nor have its own expire early; messages dropped as expired
+  are logged (how many, which channel);
+* ``withdraw`` finds a message by its score, O(log N), and a send whose caller gave up (the
+  ``timeout`` of ``enqueue``) is never received (:mod:`channels_rpc._redis.sender`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 import weakref
@@ -36,11 +53,13 @@ from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.utils import decode_hosts
 
 from channels_rpc._redis.inbox import Inbox
+from channels_rpc._redis.memberships import JoinResult, Memberships
 from channels_rpc._redis.pop import Popper
-from channels_rpc._redis.scripts import WITHDRAW
-from channels_rpc._redis.sender import Sender
+from channels_rpc._redis.scripts import WITHDRAW, byte_counter
+from channels_rpc._redis.sender import DEFAULT_BYTE_CAPACITY, Handle, LayerFull, Sender
+from channels_rpc._redis.watchdog import WATCH_INTERVAL, Watchdog, endpoint_of
 
-__all__ = ["RedisChannelLayer"]
+__all__ = ["Handle", "LayerFull", "RedisChannelLayer"]
 
 logger = logging.getLogger("channels_rpc.layers")
 
@@ -52,9 +71,16 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
     """Drop-in for ``channels_redis.core.RedisChannelLayer`` with work-queue channels."""
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
+        watch_interval = float(kwargs.pop("watch_interval", WATCH_INTERVAL))  # not channels-redis'
+        # Bytes a channel may hold, as channels-redis' capacity and channel_capacity count
+        # messages (same patterns): a capacity of 100 large messages is no bound on memory.
+        byte_capacity = int(kwargs.pop("byte_capacity", DEFAULT_BYTE_CAPACITY))
+        channel_byte_capacity = kwargs.pop("channel_byte_capacity", None) or {}
         super().__init__(hosts=hosts, **kwargs)
         self.hosts = [self._with_timeouts(host) for host in decode_hosts(hosts)]
-        self.popper = Popper()
+        self.byte_capacity = byte_capacity
+        self.channel_byte_capacity = self.compile_capacities(channel_byte_capacity)
+        self.popper = Popper(int(self.expiry))
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._clock_offset = 0.0  # Redis' clock minus this host's, measured on connect
         self._epochs: dict[str, Any] = {}
@@ -65,6 +91,11 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Inbox]] = (
             weakref.WeakKeyDictionary()
         )
+        # The clock offset's last measurement: its round trip and when it was taken.
+        self._clock_rtt = math.inf
+        self._clock_measured = -math.inf
+        self._watchdog = Watchdog(self, watch_interval)
+        self._memberships = Memberships(self)
 
     def clock(self) -> float:
         """Seconds since the epoch on Redis' clock: the one clock every process agrees on.
@@ -73,6 +104,21 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         neither expires calls early nor runs expired ones.
         """
         return time.time() + self._clock_offset
+
+    def _adjust_clock(self, before: float, after: float, server_time: Sequence[Any]) -> None:
+        """Take Redis' ``TIME`` reply, read between ``before`` and ``after`` on this host's clock.
+
+        Redis answered somewhere within the round trip: taking its middle errs by at most half
+        of it. A round trip much slower than the last one taken (a busy loop, a busy Redis) is
+        a worse measurement and is skipped, unless the last one is a minute old: clocks drift.
+        """
+        rtt = after - before
+        if rtt > 2 * self._clock_rtt + 0.002 and before < self._clock_measured + 60:
+            return
+        redis_now = int(server_time[0]) + int(server_time[1]) / 1e6
+        self._clock_offset = redis_now - (before + after) / 2
+        self._clock_rtt = rtt
+        self._clock_measured = before
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time this process finds that Redis restarted.
@@ -112,14 +158,20 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
         redis-py reconnects and retries commands on its own, so a restart may never surface as
         an error. A marker key, set once if absent, changes value only when Redis forgot it,
-        which is exactly when group memberships need joining again.
+        which is exactly when group memberships need joining again. (Losses without a restart
+        are the watchdog's.) Also measures the clock offset: a new connection may be to a new
+        server, after a failover.
         """
         await connection.on_connect()
         await connection.send_command("SET", self._epoch_key, uuid.uuid4().hex, "NX")
         await connection.read_response()
         await connection.send_command("GET", self._epoch_key)
         epoch = await connection.read_response()
-        endpoint = ":".join(str(getattr(connection, a, "")) for a in ("host", "port", "path"))
+        before = time.time()
+        await connection.send_command("TIME")
+        server_time = await connection.read_response()
+        self._adjust_clock(before, time.time(), server_time)
+        endpoint = endpoint_of(connection)
         previous = self._epochs.get(endpoint)
         self._epochs[endpoint] = epoch
         if previous is not None and previous != epoch:
@@ -132,8 +184,17 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         await self.enqueue(channel, message)
 
-    async def enqueue(self, channel: str, message: dict[str, Any]) -> bytes | None:
-        """``send``, returning a handle that :meth:`withdraw` can take the message back with."""
+    async def enqueue(
+        self, channel: str, message: dict[str, Any], *, timeout: float | None = None
+    ) -> Handle | None:
+        """``send``, returning a handle that :meth:`withdraw` can take the message back with.
+
+        (None with ``random_prefix_length=0``: members then carry nothing to tell them apart.)
+        Raises ``LayerFull`` (a ``ChannelFull`` whose ``reason`` says which limit: messages,
+        bytes, Redis' ``maxmemory``). With a ``timeout``, raises ``TimeoutError`` once it has
+        passed, and the message is then never sent, or withdrawn if Redis took it anyway (see
+        :mod:`channels_rpc._redis.sender`): a caller that gave up may answer "not sent".
+        """
         assert isinstance(message, dict), "message is not a dict"
         assert self.require_valid_channel_name(channel), "Channel name not valid"
         assert "__asgi_channel__" not in message
@@ -141,29 +202,91 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         if "!" in channel:
             message = {**message, "__asgi_channel__": channel}
             target = self.non_local_name(channel)
-        member = self.serialize(message)
-        sender = self._senders.get(asyncio.get_running_loop())
-        if sender is None:
-            sender = self._senders[asyncio.get_running_loop()] = Sender(self)
-        index = self.consistent_hash(target)
-        await sender.send(index, self.prefix + target, member, self.get_capacity(channel))
-        # channels-redis starts every member with random bytes (so equal messages stay distinct
-        # in the sorted set); they identify this message among the queued ones.
-        width = self._serializer.random_prefix_length
-        return member[:width] if width else None
+        handle = await self._sender().send(
+            self.consistent_hash(target),
+            self.prefix + target,
+            self.serialize(message),
+            capacity=self.get_capacity(channel),
+            byte_capacity=self.get_byte_capacity(channel),
+            timeout=timeout,
+        )
+        return handle if handle.prefix else None
 
-    async def withdraw(self, channel: str, handles: Sequence[bytes]) -> int:
-        """Remove messages of a normal channel that no receiver has taken yet; how many."""
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        """Send ``message`` to every channel in ``group``, one copy per Redis key.
+
+        As channels-redis does, a process's members share its one key and the copy names them
+        all; a full channel misses the message. Unlike channels-redis, the copies go through
+        the send script: scored and expired on Redis' clock (a pusher whose clock is ahead
+        would otherwise expire the answers waiting in every member's key), counted in the
+        byte counters, refused whole when Redis is over ``maxmemory``.
+        """
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        await connection.zremrangebyscore(key, min=0, max=int(self.clock()) - self.group_expiry)
+        members = [name.decode("utf8") for name in await connection.zrange(key, 0, -1)]
+        by_key: dict[str, list[str]] = {}
+        for channel in members:
+            by_key.setdefault(self.non_local_name(channel), []).append(channel)
+        sender = self._sender()
+        sends = [
+            sender.send(
+                self.consistent_hash(target),
+                self.prefix + target,
+                self.serialize(
+                    {**message, "__asgi_channel__": channels} if "!" in target else message
+                ),
+                capacity=self.get_capacity(channels[0]),
+                byte_capacity=self.get_byte_capacity(channels[0]),
+            )
+            for target, channels in by_key.items()
+        ]
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, BaseException)]
+        if refused:
+            logger.info(
+                "%d of %d channels in group %s missed a message: %r",
+                len(refused),
+                len(members),
+                group,
+                refused[0],
+            )
+
+    def _sender(self) -> Sender:
+        loop = asyncio.get_running_loop()
+        sender = self._senders.get(loop)
+        if sender is None:
+            sender = self._senders[loop] = Sender(self)
+        return sender
+
+    def get_byte_capacity(self, channel: str) -> int:
+        """Bytes ``channel`` may hold: the first ``channel_byte_capacity`` pattern it matches."""
+        for pattern, capacity in self.channel_byte_capacity:
+            if pattern.match(channel):
+                return int(capacity)
+        return self.byte_capacity
+
+    async def withdraw(self, channel: str, handles: Sequence[Handle]) -> int:
+        """Remove messages of a normal channel that no receiver has taken yet; how many.
+
+        O(log N) per message in a queue of N: each handle holds its message's score.
+        """
         if "!" in channel or not handles:
             return 0
+        key = self.prefix + channel
+        args: list[Any] = [""]  # no time to wait for: these sends are known to be done
+        for handle in handles:
+            args += [handle.prefix, handle.score_us, handle.score_us]
         connection = self.connection(self.consistent_hash(channel))
-        removed: int = await WITHDRAW(connection, [self.prefix + channel], list(handles))
+        removed: int = await WITHDRAW(connection, [key, byte_counter(key)], args)
         return removed
 
     # ---------------------------------------------------------------------------------------
     # Receiving
 
     async def receive(self, channel: str) -> dict[str, Any]:
+        self._watchdog.start()  # a process that receives relies on Redis' state: watch it
         if "!" not in channel:
             return (await self.receive_single(channel))[1]
         assert self.require_valid_channel_name(channel), "Channel name not valid"
@@ -202,10 +325,25 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         """
         keys = self._queue_keys(channels)
         connection = self.connection(self.consistent_hash(channels[0]))
-        pairs = await self.popper.pop(connection, keys, limit, timeout)
-        cutoff = time.time() - self.expiry
-        # Expired while queued: dropped, as a stock send would have dropped them.
-        return [self.deserialize(member) for member, score in pairs if score >= cutoff]
+        popped = await self.popper.take(connection, keys, limit, timeout)
+        # Scores are Redis' time (the send script's), so Redis' clock tells their age.
+        cutoff = self.clock() - self.expiry
+        messages = []
+        for key, pairs in popped:
+            fresh = [self.deserialize(member) for member, score in pairs if score >= cutoff]
+            if len(fresh) < len(pairs):
+                self._report_expired(key, len(pairs) - len(fresh))
+            messages += fresh
+        return messages
+
+    def _report_expired(self, key: str, count: int) -> None:
+        """Expired while queued: dropped, as a stock send would have, but never silently."""
+        logger.warning(
+            "dropped %d messages from %s: queued more than %s s ago (no receiver took them)",
+            count,
+            key.removeprefix(self.prefix),
+            self.expiry,
+        )
 
     def _queue_keys(self, channels: Sequence[str]) -> list[str]:
         for name in channels:
@@ -217,8 +355,58 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         return [self.prefix + name for name in channels]
 
     async def close_pools(self) -> None:
+        await self._watchdog.stop()
         for inboxes in list(self._inboxes.values()):
             for inbox in inboxes.values():
                 await inbox.close()
         self._inboxes.clear()
         await super().close_pools()
+
+    # ---------------------------------------------------------------------------------------
+    # Groups
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await super().group_add(group, channel)
+        self.track_group(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await super().group_discard(group, channel)
+        self._watchdog.tracked.discard(group, channel)
+
+    async def join_group(self, group: str, channel: str, *, limit: int) -> JoinResult:
+        """Add ``channel`` to ``group``, recorded with the channel, unless closed or in ``limit``.
+
+        See :func:`channels_rpc.groups.join`. Safe from any process, before or after the
+        channel's :meth:`close_channel`: a join that lands after the close is undone.
+        """
+        assert self.require_valid_group_name(group), "Group name not valid"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        result = await self._memberships.join(group, channel, limit)
+        if result == "joined":
+            self.track_group(group, channel)
+        return result
+
+    async def leave_group(self, group: str, channel: str) -> None:
+        assert self.require_valid_group_name(group), "Group name not valid"
+        self._watchdog.tracked.discard(group, channel)
+        await self._memberships.leave(group, channel)
+
+    async def close_channel(self, channel: str, *, ttl: float) -> list[str]:
+        """Leave every group joined through :meth:`join_group`; refuse joins for ``ttl`` s more."""
+        self._watchdog.tracked.discard_channel(channel)
+        return await self._memberships.close(channel, ttl)
+
+    def track_group(self, group: str, channel: str) -> None:
+        """Count on ``channel`` being in ``group`` (no Redis write): the watchdog checks the group.
+
+        Only this process's own channels are tracked. A front-end calls this when it hears that
+        a worker joined one of its connections to a group, and :meth:`untrack_group` when it
+        hears of a leave.
+        """
+        if "!" in channel and self.non_local_name(channel).endswith(self.client_prefix + "!"):
+            self._watchdog.tracked.add(group, channel)
+            self._watchdog.start()
+
+    def untrack_group(self, group: str, channel: str) -> None:
+        """No longer count on ``channel`` being in ``group`` (no Redis write)."""
+        self._watchdog.tracked.discard(group, channel)

@@ -26,6 +26,11 @@ class Inbox:
     and one pop takes every message waiting (up to ``DRAIN``), with no backup queue. An empty
     buffer goes when its last receive ends; one holding messages nobody reads (replies for a
     connection that closed) goes after ``expiry`` seconds, as they would have expired in Redis.
+
+    Finding those costs O(1) per pop, however many connections wait: ``touched`` holds only
+    buffers with messages and no receive waiting, oldest touch first (a touch moves a channel
+    to the end), so the sweep stops at the first fresh one. (Walking every connection's buffer
+    after every pop cost a reply 0.3 ms at 4,000 idle connections, 1.4 ms at 20,000.)
     """
 
     def __init__(self, layer: Any, key: str) -> None:
@@ -33,7 +38,7 @@ class Inbox:
         self.key = key
         self.buffers: dict[str, BoundedQueue] = {}
         self.waiting: dict[str, int] = {}
-        self.touched: dict[str, float] = {}
+        self.touched: dict[str, float] = {}  # unattended buffers -> last touch, oldest first
         self.reader: asyncio.Task[None] | None = None
 
     async def receive(self, channel: str) -> dict[str, Any]:
@@ -41,25 +46,32 @@ class Inbox:
             self.reader = asyncio.create_task(self._read(), name="channels_rpc-inbox")
         buffer = self._buffer(channel)
         self.waiting[channel] = self.waiting.get(channel, 0) + 1
+        self.touched.pop(channel, None)  # attended: not the sweep's business
         try:
             message: dict[str, Any] = await buffer.get()
             return message
         finally:
             self.waiting[channel] -= 1
-            if not self.waiting[channel] and buffer.empty():
-                # Nothing kept for nobody: a closed connection leaves no buffer behind. (The
-                # consumer's next receive, a moment later, makes a new one.)
-                self.buffers.pop(channel, None)
-                self.waiting.pop(channel, None)
-                self.touched.pop(channel, None)
-            else:
-                self.touched[channel] = time.monotonic()
+            if not self.waiting[channel]:
+                self._unattended(channel, buffer)
+
+    def _unattended(self, channel: str, buffer: BoundedQueue) -> None:
+        if buffer.empty():
+            # Nothing kept for nobody: a closed connection leaves no buffer behind. (The
+            # consumer's next receive, a moment later, makes a new one.)
+            self.buffers.pop(channel, None)
+            self.waiting.pop(channel, None)
+        else:
+            self._touch(channel)
 
     def _buffer(self, channel: str) -> BoundedQueue:
         if channel not in self.buffers:
             self.buffers[channel] = BoundedQueue(self.layer.get_capacity(channel))
-            self.touched[channel] = time.monotonic()
         return self.buffers[channel]
+
+    def _touch(self, channel: str) -> None:
+        self.touched.pop(channel, None)  # re-inserted last: the dict stays in touch order
+        self.touched[channel] = time.monotonic()
 
     async def _read(self) -> None:
         backoff = 0.1
@@ -80,21 +92,27 @@ class Inbox:
             self._evict_stale()
 
     def _deliver(self, member: bytes, score: float) -> None:
-        if score < time.time() - self.layer.expiry:
+        # Scores are on the layer's clock (Redis' time), wherever the sender ran.
+        if score < self.layer.clock() - self.layer.expiry:
             return
         message = self.layer.deserialize(member)
         channels = message.pop("__asgi_channel__")
         for channel in channels if isinstance(channels, list) else [channels]:
             self._buffer(channel).put_nowait(message)
-            self.touched[channel] = time.monotonic()
+            if not self.waiting.get(channel):
+                self._touch(channel)
 
     def _evict_stale(self) -> None:
         cutoff = time.monotonic() - self.layer.expiry
-        for channel in [c for c, t in self.touched.items() if t < cutoff]:
-            if not self.waiting.get(channel):
-                self.buffers.pop(channel, None)
-                self.waiting.pop(channel, None)
-                del self.touched[channel]
+        stale = []
+        for channel, touched in self.touched.items():
+            if touched >= cutoff:
+                break  # the rest were touched later still
+            stale.append(channel)
+        for channel in stale:
+            self.buffers.pop(channel, None)
+            self.waiting.pop(channel, None)
+            del self.touched[channel]
 
     async def close(self) -> None:
         if self.reader is not None:

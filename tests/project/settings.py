@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 from workers.settings import *  # noqa: F403
 from workers.settings import CHANNEL_LAYERS, REDIS_URL
@@ -37,3 +38,15 @@ if "CHANNEL_LAYER_OVERRIDES" in os.environ and REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"].update(json.loads(os.environ["CHANNEL_LAYER_OVERRIDES"]))
 
 LOGGING["loggers"]["django.channels"] = {"handlers": ["stderr"], "level": "INFO"}  # noqa: F405
+
+if "TEST_CLOCK_SKEW" in os.environ:
+    # Simulates a host whose clock is off by this many seconds (issue 10, item 13): everything
+    # in this process that reads the wall clock, the library included, reads it shifted. Only
+    # what crosses processes on Redis' clock (the layer's clock()) may make calls work anyway.
+    _skew = float(os.environ["TEST_CLOCK_SKEW"])
+    _real_time = time.time
+
+    def _skewed_time() -> float:
+        return _real_time() + _skew
+
+    time.time = _skewed_time
