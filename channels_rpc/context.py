@@ -82,7 +82,11 @@ class RpcContext:
         self._cancelled.set()
 
     async def notify(self, method: str, params: Any = None) -> None:
-        """Send a JSON-RPC notification to the caller's connection only."""
+        """Send a JSON-RPC notification to the caller's connection only.
+
+        Raises ``ResponseTooLargeError`` (-32014) if the notification would be over
+        ``MAX_RESPONSE_SIZE`` bytes: the transport would refuse it.
+        """
         await self.consumer.notify_channel(method, params)
 
     async def progress(
@@ -105,7 +109,12 @@ class RpcContext:
         await self.consumer.notify_channel("rpc.progress", params)
 
     async def join_group(self, group: str) -> None:
-        """Add the caller's connection to ``group``: it receives what is pushed there."""
+        """Add the caller's connection to ``group``: it receives what is pushed there.
+
+        Left when the connection closes, also if it closed before the join was made (then
+        nothing is joined). A connection in ``MAX_GROUPS`` groups already cannot join more:
+        ``JsonRpcError`` -32010.
+        """
         await self.consumer.join_group(group)
 
     async def leave_group(self, group: str) -> None:

@@ -1,16 +1,25 @@
 """Running one call: bind its params, run the method under its deadline, encode the outcome.
 
 Everything a method does ends in an :class:`Outcome`: a result, its own ``JsonRpcError``, a
-timeout, or -32000 for any other exception; nothing a method raises escapes to the worker loop.
-Cancellation is the one exception that is not turned into an outcome: it belongs to whoever
-cancelled the task (a shutdown, a cancelled call), which answers for it.
+timeout, or -32000 for anything else it raises, ``SystemExit`` and ``KeyboardInterrupt``
+included (a method's ``sys.exit()`` is that call's error, not the worker's end). Cancellation is
+the one exception that is not turned into an outcome: it belongs to whoever cancelled the task
+(a shutdown, a cancelled call), which answers for it.
 
 Async methods are cancelled at their deadline, the asyncio way: the method sees one
 ``CancelledError`` and may still await in its ``finally`` blocks (an anyio cancel scope would
-cancel those awaits too, which asyncio code does not expect). Sync methods run in worker threads
-through the ``run_sync`` callable the adapter supplies (it adds Django's database connection
-hygiene); a thread cannot be interrupted, so at the deadline the call is answered and the thread
-is left to finish on its own, its result discarded.
+cancel those awaits too, which asyncio code does not expect). Sync methods run in threads
+(:class:`~channels_rpc.threads.ThreadPool`) through the ``run_sync`` callable the adapter
+supplies (it adds Django's database connection hygiene); a thread cannot be interrupted, so at
+the deadline the call is answered and the thread is left to finish on its own, its result
+discarded, still counted against the pool until it does.
+
+Answers are sized where they are encoded: an answer frame over ``max_response_size`` bytes of
+UTF-8 would be refused by the transport, so the call is answered with -32014 instead, before
+anything crosses the channel layer.
+
+Client text reaches this logger (exception messages, error bodies, params when asked for):
+every record it emits is made one line of bounded length (:mod:`channels_rpc.logsafe`).
 """
 
 from __future__ import annotations
@@ -28,15 +37,34 @@ from typing import Any, Protocol
 from channels_rpc._compat import timeout as _timeout
 from channels_rpc.context import RpcContext
 from channels_rpc.envelope import Call
-from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
-from channels_rpc.protocol import encode_error
+from channels_rpc.exceptions import (
+    JsonRpcError,
+    JsonRpcErrorCode,
+    ResponseTooLargeError,
+    error_object,
+)
+from channels_rpc.logsafe import protect
+from channels_rpc.protocol import (
+    dumps,
+    encode_error,
+    encode_id,
+    error_frame,
+    result_frame,
+    utf8_size,
+)
 from channels_rpc.registry import MethodSpec
 
-__all__ = ["ExecutionHooks", "Executor", "Outcome", "timeout_error"]
+__all__ = [
+    "ExecutionHooks",
+    "Executor",
+    "Outcome",
+    "timeout_error",
+]
 
-logger = logging.getLogger("channels_rpc.worker")
+logger = protect(logging.getLogger("channels_rpc.worker"))
 
-SyncRunner = Callable[[Callable[[], Any]], Awaitable[Any]]
+#: Runs a sync function in a thread; the label (the method's name) says what a busy thread runs.
+SyncRunner = Callable[[Callable[[], Any], str], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +101,12 @@ class _TimedOut(Exception):
 
 
 class Executor:
-    """Runs calls for one process; holds what every call shares."""
+    """Runs calls for one process; holds what every call shares.
+
+    ``clock`` is the clock of call deadlines: the channel layer's (``layer.clock``), the one
+    every process agrees on, not this host's. ``max_response_size`` bounds answer frames in
+    bytes (None: no bound).
+    """
 
     def __init__(
         self,
@@ -83,12 +116,14 @@ class Executor:
         sanitize_errors: bool = True,
         log_params: bool = False,
         clock: Callable[[], float] = time.time,
+        max_response_size: int | None = None,
     ) -> None:
         self._run_sync = run_sync
         self._hooks = hooks
         self._sanitize = sanitize_errors
         self._log_params = log_params
         self._clock = clock
+        self._max_size = max_response_size
 
     async def run(
         self,
@@ -103,6 +138,18 @@ class Executor:
         if remaining is not None and remaining <= 0:
             logger.info("call %r expired in the queue; not started", call.method)
             return timeout_error(call.timeout)
+        outcome = await self._run(call, spec, params, context, encoder, remaining)
+        return self._sized(spec, outcome, encode_id(context.rpc_id))
+
+    async def _run(
+        self,
+        call: Call,
+        spec: MethodSpec,
+        params: Any,
+        context: RpcContext,
+        encoder: type[json.JSONEncoder] | None,
+        remaining: float | None,
+    ) -> Outcome:
         started = time.monotonic()
         try:
             args, kwargs = spec.bind(params)
@@ -118,7 +165,9 @@ class Executor:
             error: BaseException = TimeoutError(f"timed out after {call.timeout} s")
             self._notify_failed(call, context, error, started)
             return timeout_error(call.timeout)
-        except Exception as exc:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: this call's error
             self._notify_failed(call, context, exc, started)
             return self._exception_outcome(spec, exc)
         if self._hooks is not None:
@@ -145,7 +194,7 @@ class Executor:
     async def _call(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if spec.is_async:
             return await spec.func(*args, **kwargs)
-        result = await self._run_sync(functools.partial(spec.func, *args, **kwargs))
+        result = await self._run_sync(functools.partial(spec.func, *args, **kwargs), spec.name)
         # A sync callable may still hand back an awaitable (a partial of a coroutine function).
         return await result if inspect.isawaitable(result) else result
 
@@ -155,7 +204,7 @@ class Executor:
         if self._hooks is not None:
             self._hooks.failed(call, context, error, time.monotonic() - started)
 
-    def _exception_outcome(self, spec: MethodSpec, exc: Exception) -> Outcome:
+    def _exception_outcome(self, spec: MethodSpec, exc: BaseException) -> Outcome:
         if isinstance(exc, JsonRpcError):
             return Outcome(False, encode_error(exc.error()))
         logger.error("method %r raised %s", spec.name, type(exc).__name__, exc_info=exc)
@@ -168,8 +217,24 @@ class Executor:
         self, spec: MethodSpec, result: Any, encoder: type[json.JSONEncoder] | None
     ) -> Outcome:
         try:
-            body = json.dumps(result, cls=encoder, allow_nan=False, separators=(",", ":"))
+            body = dumps(result, encoder)
         except (TypeError, ValueError, RecursionError) as exc:
             logger.error("result of %r is not JSON: %s", spec.name, exc)
             return Outcome.error(JsonRpcErrorCode.PARSE_RESULT_ERROR, "Failed to serialize result")
         return Outcome(True, body)
+
+    def _sized(self, spec: MethodSpec, outcome: Outcome, id_json: str) -> Outcome:
+        """``outcome``, or -32014 if the frame the client would get is over the size limit."""
+        if self._max_size is None:
+            return outcome
+        frame = result_frame if outcome.ok else error_frame
+        size = utf8_size(frame(id_json, "")) + utf8_size(outcome.body)
+        if size <= self._max_size:
+            return outcome
+        logger.warning(
+            "the answer of %r is %d bytes, over MAX_RESPONSE_SIZE (%d): answered -32014",
+            spec.name,
+            size,
+            self._max_size,
+        )
+        return Outcome(False, encode_error(ResponseTooLargeError(size, self._max_size).error()))

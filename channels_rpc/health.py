@@ -1,16 +1,18 @@
 """Health checks for orchestrators (docker-compose, Kubernetes): front-ends and workers.
 
 Front-end: mount :func:`health_view` (for example at ``/healthz/``); it answers 200 when the
-channel layer answers, 503 otherwise. Worker: ``manage.py rpcworker --health-file PATH`` touches
-PATH every few seconds while its event loop runs and Redis answers; ``manage.py rpchealth
---file PATH`` exits 0 if PATH was touched recently (``--url URL`` checks a front-end the same
-way).
+channel layer answers, 503 otherwise. Worker: ``manage.py rpcworker --health-file PATH`` writes
+PATH every few seconds while its event loop runs and Redis answers: ``ok``, or ``unhealthy:
+<why>`` when the worker cannot run calls although Redis answers (every thread for sync methods
+stuck in a method that never returned). ``manage.py rpchealth --file PATH`` exits 0 if PATH was
+written recently and says ok (``--url URL`` checks a front-end the same way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +22,14 @@ from django.http import HttpRequest, JsonResponse
 from channels_rpc._compat import timeout
 from channels_rpc.config import get_config
 
-__all__ = ["HEARTBEAT_SECONDS", "beat", "check_layer", "health_view"]
+__all__ = ["HEARTBEAT_SECONDS", "UNHEALTHY", "beat", "check_layer", "health_view"]
 
 logger = logging.getLogger("channels_rpc")
 
-#: How often a worker touches its health file.
+#: How often a worker writes its health file.
 HEARTBEAT_SECONDS = 5.0
+#: How a health file that reports a problem starts.
+UNHEALTHY = "unhealthy"
 
 
 async def check_layer(layer: Any, within: float = 1.0) -> None:
@@ -45,13 +49,21 @@ async def health_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-async def beat(layer: Any, path: Path) -> None:
-    """Touch ``path`` every few seconds while the layer answers (runs until cancelled)."""
+async def beat(layer: Any, path: Path, problem: Callable[[], str | None] | None = None) -> None:
+    """Write ``path`` every few seconds while the layer answers (runs until cancelled).
+
+    ``problem`` names what keeps the worker from serving although the layer answers; the file
+    then says ``unhealthy: <problem>``, and the worker logs it, at every beat.
+    """
     while True:
         try:
             await check_layer(layer)
         except Exception as exc:
             logger.warning("health: the channel layer does not answer (%r)", exc)
         else:
-            await asyncio.to_thread(path.touch)
+            found = problem() if problem is not None else None
+            if found is not None:
+                logger.warning("health: %s", found)
+            status = "ok" if found is None else f"{UNHEALTHY}: {found}"
+            await asyncio.to_thread(path.write_text, status + "\n")
         await asyncio.sleep(HEARTBEAT_SECONDS)

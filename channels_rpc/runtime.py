@@ -26,9 +26,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from channels_rpc.logsafe import protect
+
 __all__ = ["Receiver", "WorkerRuntime"]
 
-logger = logging.getLogger("channels_rpc.worker")
+logger = protect(logging.getLogger("channels_rpc.worker"))
 
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
@@ -57,8 +59,10 @@ class WorkerRuntime:
         concurrency: int,
         control: Handler | None = None,
         control_group: str = "",
+        health: Callable[[], str | None] | None = None,
     ) -> None:
         self.layer = layer
+        self._health = health
         self.concurrency = concurrency
         self._handler = handler
         self._control = control
@@ -84,6 +88,10 @@ class WorkerRuntime:
     @property
     def in_flight(self) -> int:
         return len(self._calls)
+
+    def problem(self) -> str | None:
+        """What keeps this worker from serving calls (for health checks), or None if nothing."""
+        return None if self._health is None else self._health()
 
     def serve(self, queues: Iterable[str]) -> None:
         """Also pull from every queue in ``queues`` (starting the loop on first use)."""

@@ -21,6 +21,8 @@ from typing import Any
 
 from django.dispatch import Signal
 
+from channels_rpc.logsafe import protect
+
 __all__ = [
     "rpc_client_connected",
     "rpc_client_disconnected",
@@ -30,7 +32,7 @@ __all__ = [
     "send",
 ]
 
-logger = logging.getLogger("channels_rpc")
+logger = protect(logging.getLogger("channels_rpc"))
 
 rpc_method_started = Signal()
 rpc_method_completed = Signal()

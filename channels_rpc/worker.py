@@ -20,14 +20,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import anyio
 from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
 from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import signals
+from channels_rpc import groups, signals
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.context import RpcContext
 from channels_rpc.dispatch import DirectDispatch
@@ -37,42 +36,66 @@ from channels_rpc.envelope import (
     Call,
     EnvelopeError,
     membership_message,
-    notification_frame,
     push_message,
     response_message,
+    taken_message,
 )
-from channels_rpc.exceptions import JsonRpcErrorCode
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome
+from channels_rpc.logsafe import protect
+from channels_rpc.push import push_frame
 from channels_rpc.registry import resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
+from channels_rpc.threads import ThreadPool
 
 __all__ = ["CallHandler", "CallerChannel", "RpcWorkerConsumer", "build_runtime"]
 
-logger = logging.getLogger("channels_rpc.worker")
+logger = protect(logging.getLogger("channels_rpc.worker"))
 
 
 class CallerChannel:
-    """``ctx.consumer`` in a worker: pushes to the connection a call came from."""
+    """``ctx.consumer`` in a worker: pushes to the connection a call came from.
+
+    Pushes larger than ``max_push`` bytes raise ``ResponseTooLargeError`` (the transport would
+    refuse them); joins beyond ``max_groups`` groups raise -32010.
+    """
 
     def __init__(
-        self, layer: Any, channel_name: str, encoder: type[json.JSONEncoder] | None
+        self,
+        layer: Any,
+        channel_name: str,
+        encoder: type[json.JSONEncoder] | None,
+        *,
+        max_push: int,
+        max_groups: int,
     ) -> None:
         self.channel_layer = layer
         self.channel_name = channel_name
         self._encoder = encoder
+        self._max_push = max_push
+        self._max_groups = max_groups
 
     async def notify_channel(self, method: str, params: Any = None) -> None:
-        frame = notification_frame(method, params, encoder=self._encoder)
+        frame = push_frame(method, params, encoder=self._encoder, limit=self._max_push)
         await self.channel_layer.send(self.channel_name, push_message(frame))
 
     async def join_group(self, group: str) -> None:
         # Joined here, at once, so that a push right after the method returns reaches the
-        # caller; the front-end is told so that it leaves the group when the connection closes.
-        await self.channel_layer.group_add(group, self.channel_name)
+        # caller; recorded with the connection (groups.join), so that its close undoes it even
+        # if the close comes first. The front-end is told too: it renews what it joined.
+        joined = await groups.join(
+            self.channel_layer, group, self.channel_name, limit=self._max_groups
+        )
+        if joined == groups.CLOSED:
+            logger.debug("not joining %r: %s has closed", group, self.channel_name)
+            return
+        if joined == groups.FULL:
+            reason = {"reason": "connection is in too many groups", "limit": self._max_groups}
+            raise JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, reason)
         await self.channel_layer.send(self.channel_name, membership_message(join=group))
 
     async def leave_group(self, group: str) -> None:
-        await self.channel_layer.group_discard(group, self.channel_name)
+        await groups.leave(self.channel_layer, group, self.channel_name)
         await self.channel_layer.send(self.channel_name, membership_message(leave=group))
 
     def __repr__(self) -> str:
@@ -80,7 +103,13 @@ class CallerChannel:
 
 
 class _SignalHooks:
-    """Sends the ``rpc_method_*`` signals, in the process that runs the method."""
+    """Sends the ``rpc_method_*`` signals, in the process that runs the method.
+
+    ``clock`` is the channel layer's: ``queue_time`` compares it with the front-end's ``sent``.
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
 
     def started(self, call: Call, context: RpcContext, params: Any) -> None:
         signals.send(
@@ -99,7 +128,7 @@ class _SignalHooks:
             result=result,
             rpc_id=context.rpc_id,
             duration=duration,
-            queue_time=_queue_time(call, duration),
+            queue_time=self._queue_time(call, duration),
         )
 
     def failed(
@@ -112,12 +141,11 @@ class _SignalHooks:
             error=error,
             rpc_id=context.rpc_id,
             duration=duration,
-            queue_time=_queue_time(call, duration),
+            queue_time=self._queue_time(call, duration),
         )
 
-
-def _queue_time(call: Call, duration: float) -> float:
-    return max(0.0, time.time() - duration - call.sent_at)
+    def _queue_time(self, call: Call, duration: float) -> float:
+        return max(0.0, self._clock() - duration - call.sent_at)
 
 
 def _with_db_hygiene(func: Callable[[], Any]) -> Any:
@@ -138,22 +166,34 @@ class CallHandler:
         self._running: dict[asyncio.Task[Any], tuple[Call, RpcContext | None]] = {}
         self._dropped: set[asyncio.Task[Any]] = set()  # cancelled by their caller: no answer
         self._revoked = _Revocations(getattr(layer, "expiry", 60))
-        self._threads: anyio.CapacityLimiter | None = None
-        self._concurrency = config.worker_concurrency
+        self._threads = ThreadPool(config.worker_concurrency)
+        self._config = config
+        # Deadlines and send times are on the layer's clock (Redis' for our Redis layer), which
+        # every host agrees on; this host's own clock may be seconds off.
+        clock = getattr(layer, "clock", time.time)
         self._executor = Executor(
             run_sync=self._run_sync,
-            hooks=_SignalHooks(),
+            hooks=_SignalHooks(clock),
             sanitize_errors=config.sanitize_errors,
             log_params=config.log_rpc_params,
+            clock=clock,
+            max_response_size=config.max_response_size,
         )
+
+    def health(self) -> str | None:
+        """What keeps this handler from running calls (every thread stuck), or None."""
+        return self._threads.problem()
 
     async def __call__(self, message: dict[str, Any]) -> None:
         try:
             call = Call.from_message(message)
         except EnvelopeError as exc:
             logger.error("dropping a request this worker cannot read: %s", exc)
+            await self._taken_raw(message)
             await self._reply_raw(message, Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR, str(exc)))
             return
+        if call.ack is not None:  # taken off the queue, whatever happens to it next
+            await self._send(call.reply_to, taken_message(call.ack))
         if self._revoked.covers(call.reply_to, call.call):
             logger.debug("skipping %r: cancelled before it started", call.method)
             return
@@ -196,8 +236,15 @@ class CallHandler:
             return Outcome.error(JsonRpcErrorCode.METHOD_NOT_FOUND, data={"method": call.method})
         request = json.loads(call.body)
         encoder = getattr(consumer_cls, "json_encoder_class", None) or DjangoJSONEncoder
+        caller = CallerChannel(
+            self.layer,
+            call.reply_to,
+            encoder,
+            max_push=self._config.max_response_size,
+            max_groups=self._config.max_groups,
+        )
         context = RpcContext(
-            CallerChannel(self.layer, call.reply_to, encoder),
+            caller,
             call.method,
             request.get("id"),
             call.is_notification,
@@ -214,6 +261,11 @@ class CallHandler:
             return
         await self._send(call.reply_to, response_message(call.call, outcome.ok, outcome.body))
 
+    async def _taken_raw(self, message: Mapping[str, Any]) -> None:
+        reply_to, ack = message.get("reply"), message.get("ack")
+        if isinstance(reply_to, str) and isinstance(ack, int):
+            await self._send(reply_to, taken_message(ack))
+
     async def _reply_raw(self, message: Mapping[str, Any], outcome: Outcome) -> None:
         reply_to, token = message.get("reply"), message.get("call")
         if isinstance(reply_to, str) and isinstance(token, int):
@@ -229,17 +281,11 @@ class CallHandler:
         except Exception as exc:
             logger.warning("could not send a reply to %s: %s", channel, exc)
 
-    async def _run_sync(self, func: Callable[[], Any]) -> Any:
-        if self._threads is None:
-            self._threads = anyio.CapacityLimiter(self._concurrency)
-        return await anyio.to_thread.run_sync(
-            functools.partial(_with_db_hygiene, func),
-            abandon_on_cancel=True,
-            limiter=self._threads,
-        )
+    async def _run_sync(self, func: Callable[[], Any], label: str) -> Any:
+        return await self._threads.run(functools.partial(_with_db_hygiene, func), label)
 
     async def _load_user(self, scope: Mapping[str, Any]) -> Any:
-        return await self._run_sync(functools.partial(_load_user, scope.get("user")))
+        return await self._run_sync(functools.partial(_load_user, scope.get("user")), "get_user")
 
 
 class _Revocations:
@@ -302,6 +348,7 @@ def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
         concurrency=config.worker_concurrency,
         control=handler.control,
         control_group=WORKERS_GROUP,
+        health=handler.health,
     )
 
 

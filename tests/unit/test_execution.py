@@ -18,12 +18,13 @@ from channels_rpc.envelope import Call
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome, timeout_error
 from channels_rpc.registry import MethodSpec, register
+from channels_rpc.threads import ThreadPool
 
 pytestmark = pytest.mark.anyio
 
 
-async def run_sync(func: Callable[[], Any]) -> Any:
-    return await anyio.to_thread.run_sync(func, abandon_on_cancel=True)
+#: The threads of the sync methods these tests run (the worker has one pool per process too).
+run_sync = ThreadPool(16).run
 
 
 def make_spec(func: Callable[..., Any], **options: Any) -> MethodSpec:
@@ -136,12 +137,12 @@ async def test_sync_callable_returning_an_awaitable_is_awaited() -> None:
     assert await execute(outer) == Outcome(True, '"inner"')
 
 
-async def test_result_is_compact_json() -> None:
+async def test_result_is_compact_json_in_utf8() -> None:
     async def data() -> Any:
         return {"a": [1, 2], "é": None}
 
     outcome = await execute(data)
-    assert outcome.body == '{"a":[1,2],"\\u00e9":null}'
+    assert outcome.body == '{"a":[1,2],"é":null}'
 
 
 @pytest.mark.parametrize("result", [{1, 2}, float("nan"), float("inf"), object(), b"x"])
@@ -525,3 +526,295 @@ def test_outcome_error_encodes_an_error_object() -> None:
         "message": "Server Busy",
         "data": {"limit": 3},
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 10: BaseException, answer sizes, the clock, threads, log lines
+
+
+async def outcome_of(executor: Executor, func: Callable[..., Any], **options: Any) -> Outcome:
+    """The outcome of running ``func``; fails (not crashes) when an exception escapes."""
+    try:
+        return await execute(func, executor=executor, **options)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:  # before the fix: SystemExit and KeyboardInterrupt escaped
+        pytest.fail(f"{exc!r} escaped the executor")
+
+
+class Halt(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("is_async", [True, False])
+@pytest.mark.parametrize(
+    "exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), Halt("odd")], ids=repr
+)
+async def test_a_base_exception_is_the_calls_error(
+    is_async: bool, exc: BaseException, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+
+    def sync_raise() -> None:
+        raise exc
+
+    async def async_raise() -> None:
+        sync_raise()
+
+    executor = Executor(run_sync=run_sync, hooks=recorder)
+    with caplog.at_level(logging.ERROR, logger="channels_rpc.worker"):
+        outcome = await outcome_of(executor, async_raise if is_async else sync_raise)
+    assert decode(outcome) == {"code": -32000, "message": "Application error occurred"}
+    assert [event[0] for event in recorder.events] == ["started", "failed"]
+    assert recorder.events[1][3] is exc
+    assert any(record.exc_info and record.exc_info[1] is exc for record in caplog.records)
+
+
+def frame_size(rpc_id: Any, outcome: Outcome) -> int:
+    key = "result" if outcome.ok else "error"
+    frame = '{"jsonrpc":"2.0","id":' + json.dumps(rpc_id) + f',"{key}":' + outcome.body + "}"
+    return len(frame.encode())
+
+
+async def test_non_ascii_results_are_utf8_not_six_byte_escapes() -> None:
+    async def text() -> str:
+        return "é" * 200_000
+
+    outcome = await execute(text, executor=Executor(run_sync=run_sync, max_response_size=2**20))
+    assert outcome.ok
+    assert frame_size(1, outcome) == 400_000 + len('{"jsonrpc":"2.0","id":1,"result":""}')
+
+
+async def test_a_lone_surrogate_still_encodes() -> None:
+    async def odd() -> str:
+        return "\ud800é"
+
+    assert await execute(odd) == Outcome(True, '"\\ud800\\u00e9"')
+
+
+@pytest.mark.parametrize(("size", "ok"), [(100, True), (101, False)])
+async def test_the_whole_answer_frame_is_measured_against_the_limit(size: int, ok: bool) -> None:
+    # The frame {"jsonrpc":"2.0","id":1,"result":"éé..."}: 36 bytes around the text.
+    async def text() -> str:
+        return "é" * ((size - 36) // 2) + "x" * ((size - 36) % 2)
+
+    executor = Executor(run_sync=run_sync, max_response_size=100)
+    outcome = await execute(text, executor=executor)
+    assert outcome.ok is ok
+    if ok:
+        assert frame_size(1, outcome) == 100
+    else:
+        assert decode(outcome) == {
+            "code": -32014,
+            "message": "Response Too Large: 101 bytes, over the limit of 100",
+            "data": {"size": 101, "limit": 100, "what": "response"},
+        }
+
+
+async def test_an_error_too_large_for_the_frame_is_answered_32014() -> None:
+    async def loud() -> None:
+        raise JsonRpcError(None, 4000, {"detail": "x" * 5000})
+
+    outcome = await execute(loud, executor=Executor(run_sync=run_sync, max_response_size=1000))
+    assert decode(outcome)["code"] == -32014
+
+
+async def test_a_push_too_large_raised_in_the_method_answers_its_call() -> None:
+    from channels_rpc.exceptions import ResponseTooLargeError
+
+    async def publish() -> None:
+        raise ResponseTooLargeError(2_000_000, 1_048_576, what="push")
+
+    assert decode(await execute(publish))["data"] == {
+        "size": 2_000_000,
+        "limit": 1_048_576,
+        "what": "push",
+    }
+
+
+async def test_the_deadline_is_read_on_the_given_clock() -> None:
+    # This host's clock runs 10 s ahead of the layer's: the call still has 5 s to run.
+    ran: list[int] = []
+
+    async def work() -> int:
+        ran.append(1)
+        return 1
+
+    layer_now = time.time() - 10
+    executor = Executor(run_sync=run_sync, clock=lambda: time.time() - 10)
+    outcome = await execute(work, executor=executor, call=make_call(deadline=layer_now + 5))
+    assert outcome == Outcome(True, "1")
+    assert ran == [1]
+
+
+# ThreadPool
+
+
+async def test_pool_runs_in_threads_with_the_callers_context_variables() -> None:
+    import contextvars
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    pool = ThreadPool(2)
+    where = await pool.run(lambda: (threading.get_ident(), var.get()), "m")
+    assert where[0] != threading.get_ident()
+    assert where[1] == "caller"
+
+
+async def test_pool_passes_base_exceptions_to_the_caller() -> None:
+    def leave() -> None:
+        raise SystemExit(2)
+
+    with pytest.raises(SystemExit):
+        await ThreadPool(1).run(leave, "leave")
+
+
+async def test_pool_counts_abandoned_threads_until_they_return(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = ThreadPool(2)
+    release = threading.Event()
+    running = []
+
+    def stuck() -> str:
+        running.append(1)
+        release.wait(10)
+        return "late"
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="channels_rpc.worker"):
+            for _ in range(2):
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(pool.run(stuck, "stuck"), 0.05)
+        assert "2 of 2 threads are stuck" in caplog.text
+        assert pool.threads == 2
+        assert pool.problem() == (
+            "all 2 threads for sync methods are stuck in calls that timed out (stuck x2)"
+        )
+        with pytest.raises(JsonRpcError) as refused:
+            await pool.run(lambda: "quick", "quick")
+        assert refused.value.code == JsonRpcErrorCode.SERVER_BUSY
+        assert refused.value.data == {
+            "reason": "all 2 threads for sync methods are busy, 2 of them in calls that "
+            "timed out (stuck x2)",
+            "threads": 2,
+            "stuck": 2,
+        }
+        assert len(running) == 2
+    finally:
+        release.set()
+
+    async def freed() -> bool:
+        return not pool.stuck()
+
+    await wait_for_condition(freed)
+    assert pool.problem() is None
+    assert await pool.run(lambda: "quick", "quick") == "quick"
+    assert pool.threads <= 2
+
+
+async def test_pool_threads_exit_when_idle() -> None:
+    pool = ThreadPool(3, idle_seconds=0.05)
+    await asyncio.gather(*(pool.run(lambda: time.sleep(0.05), "nap") for _ in range(3)))
+    assert pool.threads >= 1
+
+    async def gone() -> bool:
+        return pool.threads == 0
+
+    await wait_for_condition(gone)
+    assert await pool.run(lambda: "again", "again") == "again"
+
+
+async def wait_for_condition(condition: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + 5
+    while not await condition():
+        assert time.monotonic() < deadline, "condition not met within 5 s"
+        await asyncio.sleep(0.01)
+
+
+# Log lines
+
+FORGED = "2026-01-01 00:00:00,000 ERROR channels_rpc.worker forged"
+
+
+def forged_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(FORGED)]
+
+
+@pytest.mark.parametrize("is_async", [True, False])
+async def test_exception_text_cannot_forge_log_lines(
+    is_async: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    def sync_fail(message: str) -> None:
+        raise RuntimeError(message)
+
+    async def async_fail(message: str) -> None:
+        sync_fail(message)
+
+    message = "boom\n" + FORGED + "\r\n" + FORGED + "\x85\u2028\x1b[31m"
+    with caplog.at_level(logging.ERROR, logger="channels_rpc.worker"):
+        outcome = await execute(async_fail if is_async else sync_fail, [message])
+    assert decode(outcome)["code"] == -32000
+    assert forged_lines(caplog.text) == []
+    assert "Traceback (most recent call last)" in caplog.text  # developers still get it
+    assert "RuntimeError: boom\\n" + FORGED + "\\r\\n" + FORGED + "\\x85\\u2028\\x1b[31m" in (
+        caplog.text
+    )
+
+
+async def test_chained_exception_texts_are_escaped_too(caplog: pytest.LogCaptureFixture) -> None:
+    async def wrapped(message: str) -> None:
+        try:
+            raise ValueError(message)
+        except ValueError as exc:
+            raise RuntimeError("outer\n" + FORGED) from exc
+
+    with caplog.at_level(logging.ERROR, logger="channels_rpc.worker"):
+        await execute(wrapped, ["inner\n" + FORGED])
+    assert forged_lines(caplog.text) == []
+    assert "ValueError: inner\\n" + FORGED in caplog.text
+    assert "RuntimeError: outer\\n" + FORGED in caplog.text
+
+
+async def test_params_logged_on_request_are_one_bounded_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def noop(text: str) -> None:
+        pass
+
+    executor = Executor(run_sync=run_sync, log_params=True)
+    with caplog.at_level(logging.DEBUG, logger="channels_rpc.worker"):
+        await execute(noop, ["\n" + FORGED + "x" * 50_000], executor=executor)
+    (record,) = [r for r in caplog.records if "calling" in r.getMessage()]
+    assert "\n" not in record.getMessage()
+    assert len(record.getMessage()) < 2100
+    assert "more characters" in record.getMessage()
+
+
+def test_every_record_of_the_worker_logger_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    from channels_rpc.logsafe import loggable
+
+    with caplog.at_level(logging.INFO, logger="channels_rpc.worker"):
+        logging.getLogger("channels_rpc.worker").info(
+            "notification %r failed: %s", "m", "\n" + FORGED
+        )
+    assert forged_lines(caplog.text) == []
+    assert loggable("plain") == "plain"
+    assert loggable("a\tb\x00c\x7f") == "a\\tb\\x00c\\x7f"
+    assert loggable("x" * 10, limit=4) == "xxxx... (6 more characters)"
+
+
+def test_an_exception_text_of_one_newline_escapes_only_its_own_line() -> None:
+    from channels_rpc.logsafe import format_exception
+
+    def raise_it() -> None:
+        raise RuntimeError("\n")
+
+    try:
+        raise_it()
+    except RuntimeError as exc:
+        text = format_exception(exc)
+    lines = text.splitlines()
+    assert lines[0] == "Traceback (most recent call last):"
+    assert any(line.strip().startswith("raise RuntimeError") for line in lines)
+    assert lines[-1] == "RuntimeError: \\n"

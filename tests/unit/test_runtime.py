@@ -381,3 +381,16 @@ async def test_an_idle_queue_does_not_starve_another() -> None:
         await wait_for(handled, 0.5)
     finally:
         await runtime.stop(0.1)
+
+
+def test_problem_is_what_the_handler_reports() -> None:
+    async def handler(message: dict[str, Any]) -> None:
+        pass
+
+    problems: list[str | None] = [None]
+    layer = InMemoryChannelLayer()
+    runtime = WorkerRuntime(layer, handler, concurrency=1, health=lambda: problems[-1])
+    assert runtime.problem() is None
+    problems.append("all 1 threads for sync methods are stuck")
+    assert runtime.problem() == "all 1 threads for sync methods are stuck"
+    assert WorkerRuntime(layer, handler, concurrency=1).problem() is None

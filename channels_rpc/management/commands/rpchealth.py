@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from channels_rpc.health import HEARTBEAT_SECONDS
+from channels_rpc.health import HEARTBEAT_SECONDS, UNHEALTHY
 
 
 class Command(BaseCommand):  # type: ignore[misc]
@@ -43,6 +43,10 @@ class Command(BaseCommand):  # type: ignore[misc]
             raise CommandError(f"unhealthy: no heartbeat at {path}", returncode=1) from None
         if age > max_age:
             raise CommandError(f"unhealthy: last heartbeat {age:.0f} s ago", returncode=1)
+        # The worker writes why it is unhealthy while its event loop and Redis are fine.
+        status = path.read_text(errors="replace").strip()
+        if status.startswith(UNHEALTHY):
+            raise CommandError(status, returncode=1)
 
     def _check_url(self, url: str) -> None:
         try:

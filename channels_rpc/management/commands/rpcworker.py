@@ -91,7 +91,9 @@ async def _serve(
     layer: Any, queues: list[str], concurrency: int, grace: float, health_file: Path | None
 ) -> None:
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
-    heartbeat = asyncio.create_task(beat(layer, health_file)) if health_file else None
+    heartbeat = (
+        asyncio.create_task(beat(layer, health_file, runtime.problem)) if health_file else None
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
