@@ -28,7 +28,9 @@
                                           # batch, a push); at most the server's frame cap
                                           # (daphne: 1 MiB); larger answers become -32014
         "MAX_OUTBOUND_BYTES": 4 * 1024 * 1024,  # bytes written but not yet taken by a slow
-                                          # client, past which its frames are not read
+                                          # client, past which its frames are not read (and
+                                          # past this + MAX_IN_FLIGHT x MAX_RESPONSE_SIZE, it
+                                          # is dropped)
         "MAX_INBOUND_BYTES": 2 * 1024 * 1024,   # bytes received but not yet dispatched,
                                           # past which reading pauses (or the socket closes)
         "MAX_GROUPS": 100,                # groups one connection may be in

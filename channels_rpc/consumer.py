@@ -29,7 +29,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import embedded, openrpc, registry, signals
+from channels_rpc import embedded, groups, openrpc, registry, signals
 from channels_rpc._compat import timeout as time_limit
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -40,17 +40,33 @@ from channels_rpc.envelope import (
     cancel_message,
     notification_frame,
 )
-from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
+from channels_rpc.exceptions import (
+    JsonRpcError,
+    JsonRpcErrorCode,
+    ResponseTooLargeError,
+    error_object,
+)
+from channels_rpc.flow import Inbox
 from channels_rpc.guards import Breaker, TokenBucket
-from channels_rpc.pending import Batch, DuplicateId, Pending, PendingCalls, TooManyInFlight
+from channels_rpc.logsafe import protect
+from channels_rpc.pending import (
+    Batch,
+    DuplicateId,
+    Pending,
+    PendingCalls,
+    TooManyInFlight,
+    too_large_frame,
+)
 from channels_rpc.protocol import (
     Rejection,
     Request,
+    dumps,
     encode_error,
     encode_id,
     error_frame,
     parse,
     result_frame,
+    utf8_size,
     validate,
 )
 from channels_rpc.registry import MethodInfo, MethodSpec
@@ -65,6 +81,9 @@ CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
 CLOSE_RATE_LIMITED = 4008
 #: The close code once the credentials the connection was opened with have expired.
 CLOSE_AUTH_EXPIRED = 4001
+#: The close code when a frame could not be handed to the server (4011 echoes 1011 "internal
+#: error"): a socket that cannot be written to is closed, never left half alive.
+CLOSE_WRITE_FAILED = 4011
 #: The WebSocket subprotocol accepted when a client offers it (browsers that offer any
 #: subprotocol fail the handshake unless the server picks one).
 SUBPROTOCOL = "jsonrpc"
@@ -80,7 +99,8 @@ _PROGRESS = {
     ],
 }
 
-logger = logging.getLogger("channels_rpc")
+# Client text (method names, error messages) reaches this logger: one line per record.
+logger = protect(logging.getLogger("channels_rpc"))
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -114,10 +134,33 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         self._connected_at = time.monotonic()
         self._accepted = False
         self._joined: set[str] = set()
+        # How long after the close a method of this connection may still join a group for it.
+        self._late_joins = 0.0
+        self._subprotocol: str | None = None
         self._group_keeper: asyncio.Task[None] | None = None
         self._sent_notifications = False
         # asyncio holds tasks weakly; tasks this connection starts are kept here.
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Run the connection, its frames read by an :class:`~channels_rpc.flow.Inbox`.
+
+        Channels dispatches one message at a time, and daphne queues every frame it reads until
+        the application takes it: the inbox takes them as they arrive, so the rate limit and the
+        byte bounds hold whatever the consumer is awaiting.
+        """
+        config = get_config()
+        inbox = Inbox.for_server(
+            receive,
+            send,
+            bucket=self._bucket,
+            max_bytes=config.max_inbound_bytes,
+            max_outbound=config.max_outbound_bytes,
+            max_unsent=config.max_outbound_bytes + config.max_in_flight * config.max_response_size,
+            refuse=self._close_abusive,
+        )
+        async with inbox.reading():
+            await super().__call__(scope, inbox.receive, send)
 
     # ----------------------------------------------------------------------------------------
     # Registration and introspection (the API of channels-rpc 1.0.1)
@@ -292,6 +335,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         await super().accept(subprotocol, headers)
         if not self._accepted:
             self._accepted = True
+            self._subprotocol = subprotocol
             if (expires_at := self.scope.get(AUTH_EXPIRES_AT)) is not None:
                 self._spawn(self._close_at_expiry(expires_at))
             signals.send(signals.rpc_client_connected, type(self), consumer=self, scope=self.scope)
@@ -327,9 +371,6 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         """Handle one frame; never raises for anything a client sends."""
         if self._closing:
             return  # frames daphne had buffered before the close took effect
-        if not self._bucket.take(1):
-            await self._close_abusive("rate limit exceeded")
-            return
         if self._credentials_expired():
             await self._close_expired(text_data, bytes_data)
             return
@@ -380,7 +421,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
 
     async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
-        batch = Batch()
+        batch = Batch(limit=config.max_response_size)
         for item in items:
             await self._dispatch(item, config, batch, None)
         frame = batch.seal()
@@ -419,7 +460,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
                 logger.info("notification %r dropped: %s", item.method, exc.error()["message"])
                 return None
             return self._local_answer(item.id, exc.error(), batch)
-        body = text if text is not None else json.dumps(request.data, separators=(",", ":"))
+        body = text if text is not None and _bare(request) else _request_body(request)
         if request.is_notification:
             await self._enqueue_notification(request, spec, body, config)
             return None
@@ -462,28 +503,50 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
                 JsonRpcErrorCode.SERVER_BUSY, data={"limit": exc.args[0], "reason": reason}
             )
             return self._local_answer(request.id, busy, batch)
+        # A call without a time limit asks to hear when a worker takes it: until then, the
+        # queue's expiry is its deadline (an expired request is dropped, never answered).
+        ack = pending.token if pending.timeout is None else None
         try:
             pending.queue, pending.handle = await self._send_call(
-                spec, body, pending.token, pending.timeout, config
+                spec, body, pending.token, pending.timeout, config, ack=ack
             )
         except JsonRpcError as exc:
             self._pending.take(pending.token)
             return pending.route(error_frame(pending.id_json, encode_error(exc.error())))
+        loop = asyncio.get_running_loop()
         if pending.timeout is not None:
-            loop = asyncio.get_running_loop()
             when = loop.time() + pending.timeout + config.reply_grace
             pending.timer = loop.call_at(when, self._expire, pending.token)
+        else:
+            when = loop.time() + self._queue_expiry() + config.reply_grace
+            pending.timer = loop.call_at(when, self._unclaimed, pending.token)
         return None
 
     async def _enqueue_notification(
         self, request: Request, spec: MethodSpec, body: str, config: RpcConfig
     ) -> None:
+        """Enqueue a notification; it counts against MAX_IN_FLIGHT until a worker takes it."""
+        timeout = config.timeout_for(spec.timeout)
         try:
-            await self._send_call(spec, body, None, config.timeout_for(spec.timeout), config)
+            pending = self._pending.open_notification(spec.name, timeout)
+        except TooManyInFlight:
+            logger.warning("notification %r dropped: too many calls in flight", request.method)
+            return
+        try:
+            pending.queue, pending.handle = await self._send_call(
+                spec, body, None, timeout, config, ack=pending.token
+            )
         except JsonRpcError as exc:
+            self._pending.take(pending.token)
             logger.warning("notification %r dropped: %s", request.method, exc.error()["message"])
-        else:
-            self._sent_notifications = True
+            return
+        self._sent_notifications = True
+        # Past its deadline or the queue's expiry, no worker will start it: stop counting it.
+        wait = self._queue_expiry() if timeout is None else min(timeout, self._queue_expiry())
+        loop = asyncio.get_running_loop()
+        pending.timer = loop.call_at(
+            loop.time() + wait + config.reply_grace, self._unclaimed, pending.token
+        )
 
     async def _send_call(
         self,
@@ -492,13 +555,18 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         token: int | None,
         timeout: float | None,
         config: RpcConfig,
-    ) -> tuple[str, bytes | None]:
+        *,
+        ack: int | None = None,
+    ) -> tuple[str, Any]:
         """Put a call on its queue; returns the queue and the layer's handle to withdraw it.
 
         Raises ``JsonRpcError`` (-32010) when the queue is full or the layer fails.
         """
         queue = spec.queue or config.default_queue
-        now = time.time()
+        # The layer's clock (Redis' for our Redis layer): workers on other hosts read the
+        # deadline on that same clock, whatever their own says.
+        now = getattr(self.channel_layer, "clock", time.time)()
+        self._note_late_joins(timeout)
         call = Call(
             consumer=self._consumer_key,
             method=spec.name,
@@ -510,21 +578,25 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             timeout=timeout,
             sent_at=now,
             scope=self._portable_scope(),
+            ack=ack,
         )
         breaker = _breaker(self.channel_layer)
         if not breaker.allows():  # the layer just failed: answer now rather than wait again
             raise _busy(queue, "channel layer unavailable")
         # channels_rpc.layers.RedisChannelLayer hands back a handle that can take the request
         # back off the queue if it is cancelled before a worker took it.
+        # Given the time limit, it also makes sure a call it gave up on never reaches a worker:
+        # the caller is answered -32010, so the call must not run.
         enqueue = getattr(self.channel_layer, "enqueue", None)
         try:
-            async with time_limit(config.layer_timeout):
-                if enqueue is not None:
-                    handle = await enqueue(queue, call.to_message())
-                else:
+            if enqueue is not None:
+                handle = await enqueue(queue, call.to_message(), timeout=config.layer_timeout)
+            else:
+                async with time_limit(config.layer_timeout):
                     handle = await self.channel_layer.send(queue, call.to_message())
-        except ChannelFull:
-            raise _busy(queue, "queue is full") from None
+        except ChannelFull as exc:
+            # Our Redis layer says why (count, bytes, or Redis out of memory); others don't.
+            raise _busy(queue, getattr(exc, "reason", None) or "queue is full") from None
         except Exception as exc:  # includes the timeout
             # Like a full queue, a layer that cannot take the call now is a "try again later".
             logger.error("could not enqueue %r on %s: %r", spec.name, queue, exc)
@@ -557,17 +629,23 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
 
         ``everything``: every call and notification of this connection (it is closing).
         """
-        leftover = [pending.token for pending in calls]
+        leftover = [pending.token for pending in calls if not pending.is_notification]
         withdraw = getattr(self.channel_layer, "withdraw", None)
-        try:
-            async with time_limit(get_config().layer_timeout):
-                if withdraw is not None:
+        limit = get_config().layer_timeout
+        if withdraw is not None:
+            try:
+                async with time_limit(limit):
                     leftover = await self._withdraw(withdraw, calls)
-                if everything or leftover:
-                    message = cancel_message(self.channel_name, None if everything else leftover)
+            except Exception as exc:  # includes the timeout
+                # The workers must still hear of it: a failed withdraw leaves calls queued.
+                logger.warning("could not withdraw %d calls: %r", len(calls), exc)
+        if everything or leftover:
+            message = cancel_message(self.channel_name, None if everything else leftover)
+            try:
+                async with time_limit(limit):
                     await self.channel_layer.group_send(WORKERS_GROUP, message)
-        except Exception as exc:  # includes the timeout
-            logger.warning("could not cancel %d calls: %r", len(calls), exc)
+            except Exception as exc:
+                logger.warning("could not cancel %d calls: %r", len(calls), exc)
 
     async def _withdraw(self, withdraw: Any, calls: list[Pending]) -> list[int]:
         """Withdraw queued calls; returns the tokens that may already be running."""
@@ -578,27 +656,40 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         for queue, group in by_queue.items():
             handles = [pending.handle for pending in group if pending.handle is not None]
             if await withdraw(queue, handles) < len(group):
-                leftover.extend(pending.token for pending in group)
+                leftover.extend(p.token for p in group if not p.is_notification)
         return leftover
 
     # ----------------------------------------------------------------------------------------
     # Groups
 
     async def join_group(self, group: str) -> None:
-        """Add this connection to ``group`` (left when it closes, kept past ``group_expiry``)."""
-        await self.channel_layer.group_add(group, self.channel_name)
-        self._remember_group(group)
+        """Add this connection to ``group`` (left when it closes, kept past ``group_expiry``).
+
+        Raises ``JsonRpcError`` (-32010) when the connection is in ``MAX_GROUPS`` groups already.
+        """
+        limit = get_config().max_groups
+        joined = await groups.join(self.channel_layer, group, self.channel_name, limit=limit)
+        if joined == groups.FULL:
+            raise _too_many_groups(limit)
+        if joined == groups.JOINED:
+            self._remember_group(group)
 
     async def leave_group(self, group: str) -> None:
-        await self.channel_layer.group_discard(group, self.channel_name)
+        await groups.leave(self.channel_layer, group, self.channel_name)
         self._joined.discard(group)
 
     async def rpc_membership(self, message: dict[str, Any]) -> None:
         """A method joined or left a group for this connection (the worker did it already)."""
         if message.get("join"):
             self._remember_group(message["join"])
+            track = getattr(self.channel_layer, "track_group", None)
+            if track is not None:  # the layer's watchdog checks the groups this process is in
+                track(message["join"], self.channel_name)
         if message.get("leave"):
             self._joined.discard(message["leave"])
+            untrack = getattr(self.channel_layer, "untrack_group", None)
+            if untrack is not None:
+                untrack(message["leave"], self.channel_name)
 
     def _remember_group(self, group: str) -> None:
         self._joined.add(group)
@@ -615,21 +706,48 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             await self._rejoin_groups()
 
     async def _rejoin_groups(self) -> None:
+        # Joined groups go through groups.join, which keeps the layer's record of them too (a
+        # restarted or flushed Redis forgot both); Channels' `groups` leave with the consumer.
+        limit = get_config().max_groups
         for group in {*self.groups, *self._joined}:
             try:
-                await self.channel_layer.group_add(group, self.channel_name)
+                if group in self._joined:
+                    await groups.join(self.channel_layer, group, self.channel_name, limit=limit)
+                else:
+                    await self.channel_layer.group_add(group, self.channel_name)
             except Exception as exc:
                 logger.warning("could not renew membership of %s: %s", group, exc)
 
     async def _leave_groups(self) -> None:
+        """Leave every group, including those a method of ours joins after this moment."""
         if self._group_keeper is not None:
             self._group_keeper.cancel()
-        for group in self._joined:
+        left: list[str] = []
+        try:
+            left = await groups.close(
+                self.channel_layer, self.channel_name, ttl=self._late_join_window()
+            )
+        except Exception as exc:
+            logger.warning(
+                "could not close the group memberships of %s: %r", self.channel_name, exc
+            )
+        for group in self._joined.difference(left):  # heard of, but not recorded by the layer
             try:
                 await self.channel_layer.group_discard(group, self.channel_name)
             except Exception as exc:
                 logger.warning("could not leave %s: %s", group, exc)
         self._joined.clear()
+
+    def _note_late_joins(self, timeout: float | None) -> None:
+        """Remember how long a call of ours may run: it may join a group until it ends."""
+        longest = getattr(self.channel_layer, "group_expiry", 86400) if timeout is None else timeout
+        self._late_joins = max(self._late_joins, longest)
+
+    def _late_join_window(self) -> float:
+        if not self._late_joins:
+            return 0.0  # nothing was ever sent to a worker: no join can come after the close
+        window = self._queue_expiry() + self._late_joins + get_config().reply_grace
+        return float(min(window, getattr(self.channel_layer, "group_expiry", 86400)))
 
     # ----------------------------------------------------------------------------------------
     # Answers
@@ -649,18 +767,41 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             if not ok
             else await self._result_frame(pending, body)
         )
-        out = pending.route(frame)
+        out = pending.route(self._fit(pending.id_json, frame))
         if out is not None:
             await self._write(out)
 
+    async def rpc_taken(self, message: dict[str, Any]) -> None:
+        """A worker took a request sent with ``ack``: a notification, or a call without limit."""
+        pending = self._pending.get(message["ack"])
+        if pending is None:
+            return
+        _cancel_timer(pending)
+        pending.timer = None
+        if pending.is_notification:
+            self._pending.take(pending.token)  # its in-flight slot is free again
+
     async def rpc_push(self, message: dict[str, Any]) -> None:
         """A notification pushed to this connection from any process."""
-        await self._write(message["body"])
+        frame = message["body"]
+        limit = get_config().max_response_size
+        if (size := utf8_size(frame)) > limit:
+            # Senders of this package refuse such pushes; writing one would fail anyway.
+            logger.warning("dropping a push of %d bytes (MAX_RESPONSE_SIZE %d)", size, limit)
+            return
+        await self._write(frame)
 
     async def notify_channel(self, method: str, params: Any = None) -> None:
-        """Send a JSON-RPC notification to this connection's client."""
+        """Send a JSON-RPC notification to this connection's client.
+
+        Raises ``ResponseTooLargeError`` if it would exceed ``MAX_RESPONSE_SIZE``.
+        """
         encoder = self.json_encoder_class or DjangoJSONEncoder
-        await self._write(notification_frame(method, params, encoder=encoder))
+        frame = notification_frame(method, params, encoder=encoder)
+        limit = get_config().max_response_size
+        if (size := utf8_size(frame)) > limit:
+            raise ResponseTooLargeError(size, limit, what="push")
+        await self._write(frame)
 
     def _expire(self, token: int) -> None:
         pending = self._pending.take(token)
@@ -674,6 +815,43 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         frame = pending.route(error_frame(pending.id_json, encode_error(error)))
         if frame is not None:
             self._spawn(self._write(frame))
+        # Still queued (no worker took it in time): take it back rather than leave it to expire.
+        self._spawn(self._revoke([pending], everything=False))
+
+    def _unclaimed(self, token: int) -> None:
+        """No worker took the request before the queue's expiry: it will never run."""
+        pending = self._pending.take(token)
+        if pending is None:
+            return
+        self._spawn(self._revoke([pending], everything=False))
+        if pending.is_notification:
+            return
+        wait = self._queue_expiry()
+        reason = f"no worker took the call within {wait:.0f} seconds"
+        error = error_object(
+            JsonRpcErrorCode.SERVICE_UNAVAILABLE,
+            f"Service Unavailable: {reason}",
+            {"queue": pending.queue, "reason": reason},
+        )
+        frame = pending.route(error_frame(pending.id_json, encode_error(error)))
+        if frame is not None:
+            self._spawn(self._write(frame))
+
+    def _queue_expiry(self) -> float:
+        """Seconds a request may wait in its queue before the layer drops it."""
+        return float(getattr(self.channel_layer, "expiry", 60))
+
+    def _fit(self, id_json: str, frame: str) -> str:
+        """``frame``, or a -32014 answer for its id if it exceeds ``MAX_RESPONSE_SIZE``.
+
+        Workers of this package never send such answers; a result rewritten by
+        ``process_response`` middleware, or ``rpc.discover`` in a batch, might.
+        """
+        limit = get_config().max_response_size
+        if (size := utf8_size(frame)) <= limit:
+            return frame
+        logger.warning("answer of %d bytes over MAX_RESPONSE_SIZE (%d): -32014", size, limit)
+        return too_large_frame(id_json, size, limit)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
@@ -682,27 +860,37 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         return task
 
     async def _write(self, frame: str) -> None:
-        """Write a frame unless the socket is closing; a peer gone mid-write counts as closing."""
+        """Write a frame unless the socket is closing; if the server refuses it, close.
+
+        A socket that takes no more frames must not stay open: its client would wait forever
+        for answers while pings still succeed. So a failed write closes it (4011); when the
+        peer is gone already, the close is a no-op and websocket.disconnect cleans up.
+        """
         if self._closing:
             return
         try:
             await self.send(text_data=frame)
         except Exception as exc:
-            # Daphne raises once the client has gone; websocket.disconnect follows and cleans up.
+            logger.warning("could not write to %s (%r): closing", self.scope.get("client"), exc)
             self._closing = True
-            logger.debug("could not write to %s: %r", self.scope.get("client"), exc)
+            try:
+                await super().close(code=CLOSE_WRITE_FAILED)
+            except Exception as close_exc:
+                logger.debug("could not close %s: %r", self.scope.get("client"), close_exc)
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self._closing = True  # from here on, answers and pushes are dropped, not written
         await super().close(code, reason)
 
     def _local_result(self, rpc_id: Any, result: Any, batch: Batch | None) -> str | None:
-        frame = result_frame(encode_id(rpc_id), json.dumps(result, cls=DjangoJSONEncoder))
-        return batch.add(frame) if batch is not None else frame
+        id_json = encode_id(rpc_id)
+        frame = self._fit(id_json, result_frame(id_json, dumps(result, DjangoJSONEncoder)))
+        return batch.add(frame, id_json) if batch is not None else frame
 
     def _local_answer(self, rpc_id: Any, error: dict[str, Any], batch: Batch | None) -> str | None:
-        frame = error_frame(encode_id(rpc_id), encode_error(error))
-        return batch.add(frame) if batch is not None else frame
+        id_json = encode_id(rpc_id)
+        frame = self._fit(id_json, error_frame(id_json, encode_error(error)))
+        return batch.add(frame, id_json) if batch is not None else frame
 
     async def _send_error(self, rpc_id: Any, error: dict[str, Any]) -> None:
         await self._write(error_frame(encode_id(rpc_id), encode_error(error)))
@@ -745,13 +933,21 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         ]
         if not hooks:
             return frame
-        response = json.loads(frame)
+        try:
+            response = json.loads(frame)
+        except RecursionError:  # nested deeper than this process can decode: answer, not crash
+            logger.error("result of %r too deeply nested for process_response", pending.method)
+            return _internal_error(pending.id_json)
         for hook in hooks:
             try:
                 response = await _maybe_await(hook(response, self))
             except Exception:
                 logger.exception("process_response of %r raised; keeping the response", hook)
-        return json.dumps(response, cls=self.json_encoder_class, allow_nan=False)
+        try:
+            return dumps(response, self.json_encoder_class)
+        except (TypeError, ValueError, RecursionError) as exc:
+            logger.error("process_response made an answer that is not JSON: %r", exc)
+            return _internal_error(pending.id_json)
 
     # ----------------------------------------------------------------------------------------
     # Helpers
@@ -770,9 +966,9 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         """The part of the ASGI scope sent with every call (JSON-able values only).
 
         Override to add what your methods need (for example a tenant id); never copy
-        client-controlled values into fields a method trusts for identity.
+        client-controlled values into fields a method trusts for identity, nor credentials.
         """
-        return portable_scope(self.scope)
+        return portable_scope(self.scope, subprotocol=self._subprotocol)
 
     def _portable_scope(self) -> dict[str, Any]:
         if self._portable is None:
@@ -796,8 +992,13 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             logger.warning("malformed client in scope: %r", client)
 
 
-def portable_scope(scope: Mapping[str, Any]) -> dict[str, Any]:
-    """What of a connection's scope travels with its calls: no cookies, headers or objects."""
+def portable_scope(scope: Mapping[str, Any], *, subprotocol: str | None = None) -> dict[str, Any]:
+    """What of a connection's scope travels with its calls: no cookies, headers or objects.
+
+    Of the subprotocols the client offered, only ``subprotocol`` (the one accepted) travels:
+    clients that cannot set headers (browsers) offer credentials as subprotocols
+    (``bearer.<token>``), and credentials never leave the front-end.
+    """
     route = scope.get("url_route") or {}
     portable: dict[str, Any] = {
         "type": scope.get("type"),
@@ -805,7 +1006,7 @@ def portable_scope(scope: Mapping[str, Any]) -> dict[str, Any]:
         "query_string": bytes(scope.get("query_string", b"")).decode("latin-1"),
         "client": list(scope["client"]) if scope.get("client") else None,
         "server": list(scope["server"]) if scope.get("server") else None,
-        "subprotocols": list(scope.get("subprotocols") or ()),
+        "subprotocols": [subprotocol] if subprotocol else [],
         "url_route": {
             "args": [str(arg) for arg in route.get("args", ())],
             "kwargs": {str(k): str(v) for k, v in route.get("kwargs", {}).items()},
@@ -870,6 +1071,29 @@ def _breaker(layer: Any) -> Breaker:
 
 def _busy(queue: str, reason: str) -> JsonRpcError:
     return JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, {"queue": queue, "reason": reason})
+
+
+def _too_many_groups(limit: int) -> JsonRpcError:
+    data = {"reason": "connection is in too many groups", "limit": limit}
+    return JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, data)
+
+
+def _internal_error(id_json: str) -> str:
+    return error_frame(id_json, encode_error(error_object(JsonRpcErrorCode.INTERNAL_ERROR)))
+
+
+#: The members of a request object that a worker needs; anything else stays here.
+_REQUEST_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+
+
+def _bare(request: Request) -> bool:
+    """Whether the request object holds only the members a worker needs."""
+    return _REQUEST_MEMBERS.issuperset(request.data)
+
+
+def _request_body(request: Request) -> str:
+    """The request as the worker needs it: unknown members are not queued."""
+    return dumps({key: value for key, value in request.data.items() if key in _REQUEST_MEMBERS})
 
 
 def _cancel_timer(pending: Pending) -> None:

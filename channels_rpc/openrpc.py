@@ -55,6 +55,7 @@ _CALL_ERRORS: Final = (
     JsonRpcErrorCode.SERVER_BUSY,
     JsonRpcErrorCode.SERVICE_UNAVAILABLE,
     JsonRpcErrorCode.DEADLINE_EXCEEDED,
+    JsonRpcErrorCode.RESPONSE_TOO_LARGE,
     JsonRpcErrorCode.PARSE_RESULT_ERROR,
     JsonRpcErrorCode.REQUEST_CANCELLED,
 )

@@ -7,7 +7,11 @@ not tracked, since a client cannot tell their answers apart anyway.
 
 A batch is answered with one array once every element that expects an answer has one. Answers
 that arrive for a token no longer here (after its deadline, or for a call answered already) are
-dropped: every call is answered exactly once.
+dropped: every call is answered exactly once. An array too large for one frame keeps its shape:
+its largest answers are replaced with -32014 errors until it fits.
+
+Notifications are tracked too, from the moment they are enqueued until a worker takes them
+(``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit.
 """
 
 from __future__ import annotations
@@ -15,9 +19,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from channels_rpc.protocol import JsonId, encode_id
+from channels_rpc.exceptions import JsonRpcErrorCode, error_object
+from channels_rpc.protocol import JsonId, encode_error, encode_id, error_frame, utf8_size
 
-__all__ = ["Batch", "DuplicateId", "Pending", "PendingCalls", "TooManyInFlight"]
+__all__ = [
+    "Batch",
+    "DuplicateId",
+    "Pending",
+    "PendingCalls",
+    "TooManyInFlight",
+    "too_large_frame",
+]
 
 IdKey: TypeAlias = tuple[str, Any]
 
@@ -30,17 +42,28 @@ class TooManyInFlight(Exception):
     """The connection already has as many pending calls as it may."""
 
 
+def too_large_frame(id_json: str, size: int, limit: int, what: str = "response") -> str:
+    """The -32014 answer for a frame of ``size`` bytes that may not exceed ``limit``."""
+    data = {"size": size, "limit": limit, "what": what}
+    return error_frame(
+        id_json, encode_error(error_object(JsonRpcErrorCode.RESPONSE_TOO_LARGE, data=data))
+    )
+
+
 class Batch:
-    """Collects the answers of one batch into a single array frame."""
+    """Collects the answers of one batch into a single array frame of at most ``limit`` bytes."""
 
-    __slots__ = ("_frames", "_missing")
+    __slots__ = ("_frames", "_ids", "_limit", "_missing")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self._frames: list[str | None] = []
+        self._ids: list[str] = []
+        self._limit = limit
         self._missing = 1  # held open until seal(), so the array never leaves half built
 
-    def reserve(self) -> int:
+    def reserve(self, id_json: str = "null") -> int:
         self._frames.append(None)
+        self._ids.append(id_json)
         self._missing += 1
         return len(self._frames) - 1
 
@@ -50,8 +73,8 @@ class Batch:
         self._missing -= 1
         return self._complete()
 
-    def add(self, frame: str) -> str | None:
-        return self.fill(self.reserve(), frame)
+    def add(self, frame: str, id_json: str = "null") -> str | None:
+        return self.fill(self.reserve(id_json), frame)
 
     def seal(self) -> str | None:
         """Mark the batch fully dispatched; returns the frame if nothing is outstanding."""
@@ -61,7 +84,24 @@ class Batch:
     def _complete(self) -> str | None:
         if self._missing or not self._frames:
             return None
+        if self._limit is not None:
+            self._fit(self._limit)
         return "[" + ",".join(frame for frame in self._frames if frame is not None) + "]"
+
+    def _fit(self, limit: int) -> None:
+        """Replace the largest answers with -32014 until the array fits in ``limit`` bytes."""
+        sizes = [utf8_size(frame) if frame is not None else -1 for frame in self._frames]
+        total = 1 + sum(size + 1 for size in sizes if size >= 0)  # brackets and commas
+        while total > limit:
+            slot = max(range(len(sizes)), key=sizes.__getitem__)
+            if sizes[slot] < 0:
+                return  # nothing left to shrink (cannot happen within the batch size limit)
+            error = too_large_frame(self._ids[slot], sizes[slot], limit, "batch")
+            if len(error) >= sizes[slot]:
+                return  # only errors are left: as small as it gets
+            self._frames[slot] = error
+            total += len(error) - sizes[slot]
+            sizes[slot] = len(error)
 
 
 @dataclass(slots=True, eq=False)
@@ -77,7 +117,8 @@ class Pending:
     slot: int = -1
     timer: Any = field(default=None, repr=False)  # the adapter's timer handle
     queue: str = ""  # where the request was enqueued
-    handle: bytes | None = None  # the layer's handle to withdraw it while still queued
+    handle: Any = None  # the layer's handle to withdraw it while still queued
+    is_notification: bool = False  # held only until a worker takes it
 
     def route(self, frame: str) -> str | None:
         """The frame to write for this answer: itself, or its batch's array once complete."""
@@ -115,11 +156,23 @@ class PendingCalls:
         self._last_token += 1
         pending = Pending(self._last_token, encode_id(rpc_id), key, method, timeout, batch)
         if batch is not None:
-            pending.slot = batch.reserve()
+            pending.slot = batch.reserve(pending.id_json)
         self._by_token[pending.token] = pending
         if key is not None:
             self._by_id[key] = pending.token
         return pending
+
+    def open_notification(self, method: str, timeout: float | None) -> Pending:
+        """Count a notification against the limit until a worker takes it (``take``)."""
+        if len(self._by_token) >= self.limit:
+            raise TooManyInFlight(self.limit)
+        self._last_token += 1
+        pending = Pending(self._last_token, "null", None, method, timeout, is_notification=True)
+        self._by_token[pending.token] = pending
+        return pending
+
+    def get(self, token: int) -> Pending | None:
+        return self._by_token.get(token)
 
     def find(self, rpc_id: JsonId) -> Pending | None:
         """The pending call with this JSON-RPC id (null ids are not tracked)."""

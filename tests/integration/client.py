@@ -32,8 +32,9 @@ class RpcSocket:
     _next_id: int = 0
 
     @classmethod
-    async def connect(cls, url: str) -> RpcSocket:
-        ws = await websockets.connect(url, max_size=None, open_timeout=10)
+    async def connect(cls, url: str, **options: Any) -> RpcSocket:
+        """Connect; ``options`` go to ``websockets.connect`` (``subprotocols``, say)."""
+        ws = await websockets.connect(url, max_size=None, open_timeout=10, **options)
         sock = cls(ws)
         sock._reader = asyncio.create_task(sock._read())
         return sock

@@ -14,6 +14,7 @@ from django.urls import path  # noqa: E402
 from channels_rpc import RpcWorkerConsumer  # noqa: E402
 from tests.project import abuse, faults, frontline, hardening  # noqa: E402, F401  (probe methods)
 from tests.project.consumers import ProbeConsumer, SpecConsumer  # noqa: E402
+from tests.project.frontline import MiddlewareConsumer  # noqa: E402
 from workers import methods  # noqa: E402, F401
 from workers.consumers import RpcConsumer  # noqa: E402
 
@@ -26,6 +27,7 @@ application = ProtocolTypeRouter(
                     path("ws/rpc/", RpcConsumer.as_asgi()),
                     path("ws/test/", ProbeConsumer.as_asgi()),
                     path("ws/spec/", SpecConsumer.as_asgi()),
+                    path("ws/middleware/", MiddlewareConsumer.as_asgi()),
                 ]
             )
         ),

@@ -380,6 +380,8 @@ def test_the_document_has_the_openrpc_version_info_errors_and_cancellation() -> 
     assert doc["info"] == {"title": "T", "version": "0.1.0"}
     errors_by_name = doc["components"]["errors"]
     assert errors_by_name["REQUEST_CANCELLED"] == {"code": -32800, "message": "Request Cancelled"}
+    # Any answer may be too large for the transport (issue 10): documented for every method.
+    assert errors_by_name["RESPONSE_TOO_LARGE"] == {"code": -32014, "message": "Response Too Large"}
     assert errors_by_name["INVALID_PARAMS"]["code"] == -32602
     assert doc["x-cancellation"] == {
         "notifications": ["rpc.cancel", "$/cancelRequest"],
