@@ -601,6 +601,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             # Like a full queue, a layer that cannot take the call now is a "try again later".
             logger.error("could not enqueue %r on %s: %r", spec.name, queue, exc)
             breaker.failed()
+            if token is not None:
+                # The layer withdraws a send it gave up on, but a worker may have taken it in
+                # between: the workers skip or stop it, since its caller hears "not sent".
+                self._spawn(self._cancel_in_workers([token]))
             raise _busy(queue, "channel layer unavailable") from None
         breaker.succeeded()
         return queue, handle
@@ -631,21 +635,25 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         """
         leftover = [pending.token for pending in calls if not pending.is_notification]
         withdraw = getattr(self.channel_layer, "withdraw", None)
-        limit = get_config().layer_timeout
         if withdraw is not None:
             try:
-                async with time_limit(limit):
+                async with time_limit(get_config().layer_timeout):
                     leftover = await self._withdraw(withdraw, calls)
             except Exception as exc:  # includes the timeout
                 # The workers must still hear of it: a failed withdraw leaves calls queued.
                 logger.warning("could not withdraw %d calls: %r", len(calls), exc)
         if everything or leftover:
-            message = cancel_message(self.channel_name, None if everything else leftover)
-            try:
-                async with time_limit(limit):
-                    await self.channel_layer.group_send(WORKERS_GROUP, message)
-            except Exception as exc:
-                logger.warning("could not cancel %d calls: %r", len(calls), exc)
+            await self._cancel_in_workers(None if everything else leftover)
+
+    async def _cancel_in_workers(self, tokens: list[int] | None) -> None:
+        """Tell every worker to skip or stop these calls of ours (all of them: None)."""
+        message = cancel_message(self.channel_name, tokens)
+        try:
+            async with time_limit(get_config().layer_timeout):
+                await self.channel_layer.group_send(WORKERS_GROUP, message)
+        except Exception as exc:
+            count = "all" if tokens is None else len(tokens)
+            logger.warning("could not cancel %s calls in the workers: %r", count, exc)
 
     async def _withdraw(self, withdraw: Any, calls: list[Pending]) -> list[int]:
         """Withdraw queued calls; returns the tokens that may already be running."""

@@ -274,9 +274,11 @@ class CallHandler:
     async def _send(self, channel: str, message: dict[str, Any]) -> None:
         try:
             await self.layer.send(channel, message)
-        except ChannelFull:
+        except ChannelFull as exc:
+            # Our Redis layer says which room ran out: messages, bytes or Redis' maxmemory.
+            reason = getattr(exc, "reason", None) or "reply channel is full"
             logger.warning(
-                "reply channel %s is full; the caller will get a deadline error", channel
+                "could not reply to %s (%s); the caller will get a deadline error", channel, reason
             )
         except Exception as exc:
             logger.warning("could not send a reply to %s: %s", channel, exc)

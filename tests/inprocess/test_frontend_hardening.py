@@ -454,6 +454,34 @@ async def test_a_failed_withdraw_does_not_suppress_the_cancel_broadcast() -> Non
     assert FailingWithdrawLayer.broadcasts[1]["calls"] is None  # the close: everything
 
 
+class LateLayer(InMemoryChannelLayer):
+    """Takes the message, but answers too late: the sender has given up (LAYER_TIMEOUT)."""
+
+    async def enqueue(self, channel: str, message: dict[str, Any], *, timeout: float) -> str:
+        await self.send(channel, message)
+        raise TimeoutError
+
+
+async def test_a_call_answered_busy_after_a_late_send_is_cancelled_in_the_workers() -> None:
+    # Item 5: "a call answered -32010 must never run". The layer withdraws what it gave up
+    # on; a worker that took it meanwhile hears the cancellation and skips or stops it.
+    backend = f"{__name__}.LateLayer"
+    layers = {"default": {"BACKEND": backend}}
+    with override_settings(CHANNEL_LAYERS=layers), rpc_settings(EXECUTION="workers"):
+        layer = get_channel_layer()
+        worker = await layer.new_channel()  # plays a worker: hears what the workers hear
+        await layer.group_add(WORKERS_GROUP, worker)
+        communicator = await connect(HardConsumer)
+        answer = await call(communicator, "echo", [1], rpc_id=1)
+        assert answer["error"]["code"] == -32010
+        assert answer["error"]["data"]["reason"] == "channel layer unavailable"
+        queued = await asyncio.wait_for(layer.receive("rpc.default"), 3)
+        cancel = await asyncio.wait_for(layer.receive(worker), 3)
+        assert cancel["type"] == "rpc.cancel"
+        assert cancel["calls"] == [queued["call"]]
+        await communicator.disconnect()
+
+
 def test_response_too_large_error_names_size_and_limit() -> None:
     error = ResponseTooLargeError(2_000_000, 1_048_576, what="push").error()
     assert error == {
