@@ -33,6 +33,16 @@ class Figures:
             with self.path.open("a") as out:
                 out.write(json.dumps(asdict(figure)) + "\n")
 
+    def check(self, test_id: str, measured: str, **checks: bool) -> None:
+        """Record a row that passes only if every check holds, then assert each by its name.
+
+        One source for the table's verdict and the test's outcome: a row cannot say "pass"
+        for something an assert refused, nor the other way round.
+        """
+        self.record(test_id, measured, all(checks.values()))
+        failed = [name.replace("_", " ") for name, ok in checks.items() if not ok]
+        assert not failed, f"{test_id} missed: {'; '.join(failed)} (measured: {measured})"
+
     def table(self) -> str:
         by_id: dict[str, list[Figure]] = {}
         for row in self.rows:
