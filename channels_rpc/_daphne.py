@@ -58,6 +58,18 @@ class DaphneSocket:
         self._protocol = protocol
         self._transport = transport
 
+    def input_queue(self, receive: Callable[..., Any]) -> Any:
+        """The queue daphne puts this connection's messages in, if ``receive`` reads it.
+
+        daphne hands the application ``receive=queue.get`` and puts every message it reads with
+        ``queue.put_nowait`` (the protocol's ``application_queue``), in the event loop's thread.
+        None if ``receive`` is anything else (wrapped by middleware, say).
+        """
+        queue = getattr(receive, "__self__", None)
+        if queue is None or queue is not getattr(self._protocol, "application_queue", None):
+            return None
+        return queue if callable(getattr(queue, "put_nowait", None)) else None
+
     def pause_reading(self) -> None:
         # The kernel's receive buffer fills and the client's writes block: TCP backpressure.
         self._transport.pauseProducing()

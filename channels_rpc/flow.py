@@ -2,10 +2,12 @@
 
 Channels dispatches one message at a time: while the consumer awaits the channel layer, nothing
 takes the client's frames, and daphne queues every frame it reads for the application, without
-limit. So an :class:`Inbox` takes frames off the ASGI ``receive`` as they arrive, in a task of
-its own, and hands them to the dispatcher in order through its own queue. On the way it applies
-the rate limit (refused: the connection is closed at once) and counts the bytes received but not
-yet dispatched; past ``max_bytes`` it stops reading the socket until half of them are dispatched.
+limit. So an :class:`Inbox` looks at each frame as it arrives: on daphne, as daphne queues it
+(its queue's ``put_nowait`` is the inbox's, which costs no task and no extra hop per frame);
+elsewhere, from a reader task that takes frames off the ASGI ``receive`` and hands them to the
+dispatcher in order through a queue of its own. On arrival it applies the rate limit (refused:
+the connection is closed at once) and counts the bytes received but not yet dispatched; past
+``max_bytes`` it stops reading the socket until half of them are dispatched.
 
 On the way out, daphne's ``send`` returns at once and the bytes wait in Twisted's buffer; past
 ``max_outbound`` bytes unsent, reading stops too, so a client that does not read its answers
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -101,6 +104,9 @@ class Inbox:
         # (message, its size in the backlog); an exception if the reader died.
         self._queue: asyncio.Queue[tuple[Message | Exception, int]] = asyncio.Queue()
         self._refused = False
+        self._refusals: set[asyncio.Task[None]] = set()
+        #: daphne's queue for this connection, when frames are checked as it queues them.
+        self.server_queue: Any = None
         #: Bytes of the frames received but not yet handed to the dispatcher.
         self.backlog = 0
 
@@ -123,13 +129,24 @@ class Inbox:
         """
         socket = socket_for(send)
         gate = ReadGate(socket)
+        inbox = cls(receive, gate, bucket=bucket, max_bytes=max_bytes, refuse=refuse)
         if socket is not None:
             socket.watch_output(max_outbound, max_unsent, lambda full: gate.hold(OUTBOUND, full))
-        return cls(receive, gate, bucket=bucket, max_bytes=max_bytes, refuse=refuse)
+            inbox.server_queue = socket.input_queue(receive)
+        return inbox
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[None]:
-        """Read frames for as long as the block runs."""
+        """Look at frames as they arrive for as long as the block runs."""
+        queue = self.server_queue
+        if queue is not None:
+            put = queue.put_nowait
+            queue.put_nowait = functools.partial(self._arrived, put)
+            try:
+                yield
+            finally:
+                queue.put_nowait = put
+            return
         task = asyncio.create_task(self._read())
         try:
             yield
@@ -140,19 +157,38 @@ class Inbox:
 
     async def receive(self) -> Message:
         """The next message for the dispatcher (an ASGI ``receive``)."""
-        message, size = await self._queue.get()
+        if self.server_queue is not None:
+            message: Message = await self._receive()
+            self._dispatched(_size(message) if _is_frame(message) else 0)
+            return message
+        item, size = await self._queue.get()
+        self._dispatched(size)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    def _dispatched(self, size: int) -> None:
         if size:
             self.backlog -= size
             if self.backlog <= self._max_bytes // 2:
                 self._gate.hold(INBOUND, False)
-        if isinstance(message, Exception):
-            raise message
-        return message
+
+    def _arrived(self, put: Callable[[Message], None], message: Message) -> None:
+        """daphne queues ``message`` (in the event loop's thread): check it, then let it in."""
+        refusal = self._take(message, put)
+        if refusal is not None:
+            self._refused = True
+            task = asyncio.ensure_future(self._refuse(refusal))
+            self._refusals.add(task)
+            task.add_done_callback(self._refusals.discard)
 
     async def _read(self) -> None:
+        def put(message: Message) -> None:
+            self._queue.put_nowait((message, _size(message) if _is_frame(message) else 0))
+
         try:
             while True:
-                refusal = self._take(await self._receive())
+                refusal = self._take(await self._receive(), put)
                 if refusal is not None:
                     self._refused = True
                     await self._refuse(refusal)
@@ -160,10 +196,10 @@ class Inbox:
             # The dispatcher must not wait forever on a reader that died: it raises there.
             self._queue.put_nowait((exc, 0))
 
-    def _take(self, message: Message) -> str | None:
-        """Queue ``message`` for the dispatcher; returns why the client is refused, if it is."""
-        if message.get("type") != "websocket.receive":
-            self._queue.put_nowait((message, 0))
+    def _take(self, message: Message, put: Callable[[Message], None]) -> str | None:
+        """Pass ``message`` on with ``put``; returns why the client is refused, if it is."""
+        if not _is_frame(message):
+            put(message)
             return None
         if self._refused:
             return None  # the connection is closing: nothing more is read into memory
@@ -175,8 +211,12 @@ class Inbox:
                 return "too many bytes received and not yet handled"
             self._gate.hold(INBOUND, True)
         self.backlog += size
-        self._queue.put_nowait((message, size))
+        put(message)
         return None
+
+
+def _is_frame(message: Message) -> bool:
+    return message.get("type") == "websocket.receive"
 
 
 def _size(message: Message) -> int:

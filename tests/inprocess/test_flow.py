@@ -241,3 +241,39 @@ async def test_a_reader_that_fails_fails_the_dispatcher_instead_of_hanging_it() 
     async with inbox.reading():
         with pytest.raises(RuntimeError, match="server gone"):
             await asyncio.wait_for(inbox.receive(), WAIT)
+
+
+async def test_frames_are_checked_as_the_server_queues_them() -> None:
+    # On daphne the inbox takes the place of the connection queue's put_nowait: every frame is
+    # counted and rate-checked as it arrives, and the dispatcher reads daphne's queue directly
+    # (no reader task, no extra hop per frame).
+    server_queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    transport = Transport()
+    reasons: list[str] = []
+
+    async def refuse(reason: str) -> None:
+        reasons.append(reason)
+
+    inbox = Inbox(
+        server_queue.get,
+        ReadGate(transport),
+        bucket=TokenBucket(1, 3),
+        max_bytes=500,
+        refuse=refuse,
+    )
+    inbox.server_queue = server_queue
+    async with inbox.reading():
+        server_queue.put_nowait({"type": "websocket.connect"})
+        for _ in range(3):  # within the burst: over 500 bytes, so reading pauses at once
+            server_queue.put_nowait(frame(200))
+        assert transport.calls == ["pause"]
+        assert inbox.backlog == 600
+        server_queue.put_nowait(frame(200))  # over the rate: refused before any dispatch
+        server_queue.put_nowait(frame(200))  # and what follows is dropped
+        assert server_queue.qsize() == 4
+        await until(lambda: reasons == ["rate limit exceeded"])
+        received = [await inbox.receive() for _ in range(4)]
+        assert inbox.backlog == 0
+        assert transport.calls == ["pause", "resume"]
+    assert received == [{"type": "websocket.connect"}, frame(200), frame(200), frame(200)]
+    assert server_queue.put_nowait.__func__ is asyncio.Queue.put_nowait  # type: ignore[attr-defined]
