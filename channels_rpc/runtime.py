@@ -107,18 +107,30 @@ class WorkerRuntime:
             self._listener = asyncio.create_task(self._listen(), name="rpc-control")
 
     async def stop(self, grace: float) -> None:
-        """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest."""
+        """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest.
+
+        The grace counts from this call: running calls get it while the puller ends its last
+        bounded wait (up to ``POLL_SECONDS``), not after, and those still running when it is
+        over are cancelled (and answered -32011) without waiting for the puller.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         self._stopping.set()
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
+        if self._puller is not None and self._awaiting_slot:
+            self._puller.cancel()  # every slot is busy: nothing to lose by cancelling
+        await self._drain(deadline - loop.time())
         if self._puller is not None:
-            if self._awaiting_slot:  # every slot is busy: nothing to lose by cancelling
-                self._puller.cancel()
             await asyncio.gather(self._puller, return_exceptions=True)
         for message in self._ready:  # received, never started: run them like the others
             self._start(message)
         self._ready.clear()
+        await self._drain(deadline - loop.time())
+
+    async def _drain(self, grace: float) -> None:
+        """Give running calls ``grace`` seconds, then cancel those still running."""
         if self._calls and grace > 0:
             logger.info("waiting up to %.1f s for %d running calls", grace, len(self._calls))
             await asyncio.wait(set(self._calls), timeout=grace)

@@ -16,10 +16,12 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from asgiref.sync import SyncToAsync
 from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
 from django.apps import apps
@@ -148,9 +150,17 @@ class _SignalHooks:
         return max(0.0, self._clock() - duration - call.sent_at)
 
 
-def _with_db_hygiene(func: Callable[[], Any]) -> Any:
-    # Django's request cycle closes stale connections around each request; a worker thread has
-    # no request cycle, so it does the same around each call.
+def _in_worker_thread(loop: asyncio.AbstractEventLoop, func: Callable[[], Any]) -> Any:
+    """Run a sync method in a pool thread as Django runs sync code: ``sync_to_async``'s way.
+
+    Django's request cycle closes stale connections around each request; a worker thread has
+    no request cycle, so it does the same around each call. And like a ``sync_to_async``
+    thread, it names the loop the call came from, so that ``async_to_sync(ctx.progress)(...)``
+    in a sync method runs the coroutine on that loop, where the call's channel layer lives
+    (asgiref reads these two thread-locals; without them it would start a loop of its own).
+    """
+    SyncToAsync.threadlocal.main_event_loop = loop
+    SyncToAsync.threadlocal.main_event_loop_pid = os.getpid()
     close_old_connections()
     try:
         return func()
@@ -284,7 +294,8 @@ class CallHandler:
             logger.warning("could not send a reply to %s: %s", channel, exc)
 
     async def _run_sync(self, func: Callable[[], Any], label: str) -> Any:
-        return await self._threads.run(functools.partial(_with_db_hygiene, func), label)
+        loop = asyncio.get_running_loop()
+        return await self._threads.run(functools.partial(_in_worker_thread, loop, func), label)
 
     async def _load_user(self, scope: Mapping[str, Any]) -> Any:
         return await self._run_sync(functools.partial(_load_user, scope.get("user")), "get_user")

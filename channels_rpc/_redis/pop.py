@@ -24,8 +24,9 @@ class Popper:
     A blocking pop cannot run in a script, so what a pop takes is subtracted later, in the
     round trip of a pop of the same key once ``SETTLE_BYTES`` are owed (a non-transactional
     pipeline ahead of the pop). Until then a counter errs high, by what this process took and
-    has not settled: a queue refuses a little early, never late, and an empty one starts its
-    counter again from zero.
+    has not settled: a queue refuses a little early. An empty queue starts its counter again
+    from zero, and a settlement that arrives after that makes it err low by as much: either way
+    by at most ``SETTLE_BYTES`` plus one pop per receiver, and never for long.
     """
 
     def __init__(self, expiry: int) -> None:

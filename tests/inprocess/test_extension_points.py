@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import anyio
 import pytest
+from channels.layers import get_channel_layer
 from django.dispatch import Signal
 
 from channels_rpc import (
     AsyncJsonRpcWebsocketConsumer,
     JsonRpcError,
     LoggingMiddleware,
+    embedded,
     permission_required,
     signals,
 )
 from tests.inprocess.helpers import (
+    WAIT,
     call,
     connect,
     error,
@@ -27,6 +32,7 @@ from tests.inprocess.helpers import (
     receive_text,
     request,
     result,
+    rpc_settings,
     send,
     silent,
 )
@@ -174,9 +180,11 @@ async def test_process_request_can_change_params(middleware: Any) -> None:
 async def test_process_request_can_change_params_in_place() -> None:
     consumer, _ = consumer_with(InPlaceDoubler())
     communicator = await connect(consumer)
+    # What travels to the worker is the request after middleware, not the frame's text: for a
+    # batch element and for a request alone.
     await send(communicator, [request("add", [1, 2], rpc_id=1)])
-    assert await receive(communicator) == [result(1, 6)]  # passes: batches are re-encoded
-    assert await call(communicator, "add", [1, 2], rpc_id=2) == result(2, 6)  # fails: 3
+    assert await receive(communicator) == [result(1, 6)]
+    assert await call(communicator, "add", [1, 2], rpc_id=2) == result(2, 6)
     await communicator.disconnect()
 
 
@@ -380,6 +388,32 @@ def sync_stall() -> None:
     time.sleep(0.3)
 
 
+@SignalConsumer.rpc_method()
+async def nap(seconds: float) -> float:
+    """Sleeps; returns how long it ran by its own clock (its signal's duration encloses that)."""
+    started = time.monotonic()
+    await asyncio.sleep(seconds)
+    return time.monotonic() - started
+
+
+@SignalConsumer.rpc_method()
+def sync_nap(seconds: float) -> float:
+    started = time.monotonic()
+    time.sleep(seconds)
+    return time.monotonic() - started
+
+
+@SignalConsumer.rpc_method()
+async def nap_and_fail(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    raise RuntimeError("failed after its nap")
+
+
+#: Slack for comparing the wall clock (send times, queue_time) with the monotonic one
+#: (duration, the tests' own measures), and for timers firing at their clock's resolution.
+CLOCKS = 0.01
+
+
 @contextmanager
 def receiving(signal: Signal, sender: type) -> Iterator[list[dict[str, Any]]]:
     received: list[dict[str, Any]] = []
@@ -401,7 +435,9 @@ async def test_started_and_completed_carry_the_call_and_its_return_value() -> No
         receiving(signals.rpc_method_failed, SignalConsumer) as failed,
     ):
         communicator = await connect(SignalConsumer)
+        sent = time.monotonic()
         assert await call(communicator, "payload", [1, 2], rpc_id=5) == result(5, PAYLOAD)
+        round_trip = time.monotonic() - sent
         await communicator.disconnect()
     assert [(s["method_name"], s["params"], s["rpc_id"]) for s in started] == [
         ("payload", [1, 2], 5)
@@ -409,8 +445,10 @@ async def test_started_and_completed_carry_the_call_and_its_return_value() -> No
     [done] = completed
     assert (done["method_name"], done["rpc_id"]) == ("payload", 5)
     assert done["result"] is PAYLOAD
-    assert 0 <= done["duration"] < 1
-    assert 0 <= done["queue_time"] < 1
+    # Both fit in the round trip (their real values: test_queue_time_is_the_wait_...).
+    assert done["duration"] >= 0
+    assert done["queue_time"] >= 0
+    assert done["duration"] + done["queue_time"] <= round_trip + CLOCKS
     assert failed == []
 
 
@@ -420,8 +458,10 @@ async def test_failed_carries_the_exception() -> None:
         receiving(signals.rpc_method_failed, SignalConsumer) as failed,
     ):
         communicator = await connect(SignalConsumer)
+        sent = time.monotonic()
         assert (await call(communicator, "explode", rpc_id=6))["error"]["code"] == -32000
         assert (await call(communicator, "sync_stall", rpc_id=7))["error"]["code"] == -32603
+        both_round_trips = time.monotonic() - sent
         await communicator.disconnect()
     assert completed == []
     assert [(f["method_name"], f["rpc_id"], type(f["error"])) for f in failed] == [
@@ -429,7 +469,60 @@ async def test_failed_carries_the_exception() -> None:
         ("sync_stall", 7, TimeoutError),
     ]
     assert str(failed[0]["error"]) == "boom"
-    assert all(f["duration"] >= 0 and f["queue_time"] >= 0 for f in failed)
+    assert failed[1]["duration"] >= 0.1 - CLOCKS  # sync_stall ran until its timeout
+    assert all(f["queue_time"] >= 0 for f in failed)
+    assert sum(f["duration"] + f["queue_time"] for f in failed) <= both_round_trips + CLOCKS
+
+
+QUEUE_WAIT = 0.3  # how long a call waits in the queue for a worker (the subject: a sleep)
+RUN = 0.2  # how long the method runs
+
+
+@pytest.mark.parametrize(
+    ("method", "signal"),
+    [
+        ("nap", signals.rpc_method_completed),
+        ("sync_nap", signals.rpc_method_completed),
+        ("nap_and_fail", signals.rpc_method_failed),
+    ],
+)
+async def test_queue_time_is_the_wait_for_a_worker_and_duration_the_run(
+    method: str, signal: Signal
+) -> None:
+    # No worker runs until the test starts one, QUEUE_WAIT after the call was queued.
+    with rpc_settings(EXECUTION="workers"), receiving(signal, SignalConsumer) as received:
+        layer = get_channel_layer()
+        communicator = await connect(SignalConsumer)
+        before_send = time.time()
+        await send(communicator, request(method, [RUN], rpc_id=1))
+        await until_queued(layer, "rpc.default")
+        queued_at = time.time()
+        await asyncio.sleep(QUEUE_WAIT)
+        worker_started_at, worker_started = time.time(), time.monotonic()
+        embedded.ensure_worker(layer, ["rpc.default"])
+        answer = await receive(communicator)
+        answered_at, answered = time.time(), time.monotonic()
+        await communicator.disconnect()
+    [sent] = received
+    run = answer.get("result", RUN)  # the method's own measure, else at least its nap
+    assert run >= RUN - CLOCKS
+    assert run <= sent["duration"] <= answered - worker_started
+    # From the front-end's send to the start of the run: between the wait the test saw and the
+    # whole round trip but the run.
+    waited = worker_started_at - queued_at
+    assert waited >= QUEUE_WAIT - CLOCKS  # so the lower bound below says something
+    assert waited - CLOCKS <= sent["queue_time"]
+    assert sent["queue_time"] <= answered_at - before_send - sent["duration"] + CLOCKS
+
+
+async def until_queued(layer: Any, queue: str) -> None:
+    """Wait until ``queue`` of the in-memory layer holds a message."""
+    with anyio.fail_after(WAIT):
+        while True:
+            waiting = layer.channels.get(queue)
+            if waiting is not None and not waiting.empty():
+                return
+            await asyncio.sleep(0.005)
 
 
 async def test_client_connected_and_disconnected_are_sent() -> None:
@@ -437,14 +530,19 @@ async def test_client_connected_and_disconnected_are_sent() -> None:
         receiving(signals.rpc_client_connected, SignalConsumer) as connected,
         receiving(signals.rpc_client_disconnected, SignalConsumer) as disconnected,
     ):
+        before_connect = time.monotonic()
         communicator = await connect(SignalConsumer, "/ws/signals/")
+        connected_at = time.monotonic()
         assert [c["scope"]["path"] for c in connected] == ["/ws/signals/"]
         assert disconnected == []
+        assert await call(communicator, "payload", [1, 2]) == result(1, PAYLOAD)
+        closing_at = time.monotonic()
         await communicator.disconnect(code=4000)
+        closed_at = time.monotonic()
     [gone] = disconnected
     assert gone["close_code"] == 4000
     assert gone["scope"]["path"] == "/ws/signals/"
-    assert gone["duration"] >= 0
+    assert closing_at - connected_at <= gone["duration"] <= closed_at - before_connect
     assert gone["consumer"] is connected[0]["consumer"]
 
 

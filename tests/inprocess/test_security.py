@@ -56,6 +56,13 @@ async def test_configured_origins_and_missing_origin_still_work_with_same_origin
     assert not await admitted(strict, [(b"origin", b"https://evil.test"), (b"host", b"127.0.0.1")])
 
 
+async def test_allow_missing_false_refuses_a_handshake_without_origin() -> None:
+    strict = StrictOriginValidator(RpcConsumer.as_asgi(), [ALLOWED], allow_missing=False)
+    assert not await admitted(strict, [(b"host", b"app.example.com")])
+    assert await admitted(strict, [(b"origin", ALLOWED.encode()), (b"host", b"app.example.com")])
+    assert not await admitted(strict, [(b"origin", b"https://evil.test")])
+
+
 def test_an_origin_without_scheme_is_refused_at_construction() -> None:
     with pytest.raises(ValueError, match="full origins"):
         StrictOriginValidator(RpcConsumer.as_asgi(), ["localhost"])

@@ -12,7 +12,7 @@ from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  #
 from django.urls import path  # noqa: E402
 
 from channels_rpc import RpcWorkerConsumer  # noqa: E402
-from tests.project import abuse, faults, frontline, hardening  # noqa: E402, F401  (probe methods)
+from tests.project import abuse, faults, frontline, hardening, promises  # noqa: E402, F401  (probe methods)
 from tests.project.consumers import ProbeConsumer, SpecConsumer  # noqa: E402
 from tests.project.frontline import MiddlewareConsumer  # noqa: E402
 from workers import methods  # noqa: E402, F401

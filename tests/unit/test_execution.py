@@ -444,38 +444,74 @@ async def test_cancellation_from_outside_escapes() -> None:
 # Hooks and logging
 
 
+class Stopwatch:
+    """The run time of a method by its own clock: the duration its hooks get must enclose it."""
+
+    def __init__(self) -> None:
+        self.started = self.stopped = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stopped = time.monotonic()
+
+    @property
+    def seconds(self) -> float:
+        return self.stopped - self.started
+
+
+async def timed_run(
+    executor: Executor, call: Call, spec: MethodSpec, params: Any, context: RpcContext
+) -> float:
+    """Run a call; the seconds ``executor.run`` took (a duration it reports fits in them)."""
+    started = time.monotonic()
+    await executor.run(call, spec, params, context, None)
+    return time.monotonic() - started
+
+
 async def test_hooks_on_success() -> None:
     recorder = Recorder()
+    run = Stopwatch()
 
     async def echo(value: Any) -> Any:
-        return value
+        with run:
+            await asyncio.sleep(0.05)
+            return value
 
     call = make_call("echo")
     context = make_context(call)
     executor = Executor(run_sync=run_sync, hooks=recorder)
-    await executor.run(call, make_spec(echo), {"value": [1]}, context, None)
+    elapsed = await timed_run(executor, call, make_spec(echo), {"value": [1]}, context)
     assert [event[:4] for event in recorder.events] == [
         ("started", call, context, {"value": [1]}),
         ("completed", call, context, [1]),
     ]
     duration = recorder.events[1][4]
     assert isinstance(duration, float)
-    assert duration >= 0
+    assert run.seconds >= 0.05
+    assert run.seconds <= duration <= elapsed
 
 
 async def test_hooks_on_failure() -> None:
     recorder = Recorder()
     problem = RuntimeError("x")
+    run = Stopwatch()
 
     def fail() -> None:
-        raise problem
+        with run:
+            time.sleep(0.05)
+            raise problem
 
     call = make_call("fail")
     context = make_context(call)
-    await Executor(run_sync=run_sync, hooks=recorder).run(call, make_spec(fail), [], context, None)
+    executor = Executor(run_sync=run_sync, hooks=recorder)
+    elapsed = await timed_run(executor, call, make_spec(fail), [], context)
     assert [event[0] for event in recorder.events] == ["started", "failed"]
     assert recorder.events[1][1:4] == (call, context, problem)
-    assert recorder.events[1][4] >= 0
+    assert run.seconds >= 0.05
+    assert run.seconds <= recorder.events[1][4] <= elapsed
 
 
 async def test_hooks_on_timeout() -> None:
