@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from tests.project import counters
 from tests.project.consumers import SpecConsumer
 from tests.vectors import loader
 
@@ -30,6 +31,10 @@ class CommunicatorConnection:
     async def silent(self, timeout: float) -> bool:
         quiet: bool = await self.communicator.receive_nothing(timeout)
         return quiet
+
+    async def ran(self, notification: str) -> int:
+        # The embedded worker runs methods in this process: the counters are this process's.
+        return counters.local(notification)
 
 
 @pytest.fixture

@@ -15,6 +15,11 @@ from tests.integration.support import ClusterFactory, wait_until
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
+GRACE = 0.5  # REPLY_GRACE of tests.project.settings
+# Every call is answered by its timeout + REPLY_GRACE (README, Guarantees), plus this much
+# scheduling slack on a shared 2-core machine: a front-end answering at timeout + 1.8 x grace
+# (5.9 s) misses the bound.
+MARGIN = 0.25
 
 
 async def test_ten_half_second_calls_on_one_connection_run_concurrently(
@@ -38,8 +43,8 @@ async def test_kill_9_of_a_busy_worker_answers_every_call_and_the_other_keeps_se
     cluster = cluster_factory(frontends=1, workers=2)
     victim, survivor = cluster.workers
     sock = await RpcSocket.connect(cluster.url())
-    sent = time.monotonic()
-    ids = [await sock.request("hold", [1.5]) for _ in range(40)]
+    sent = {await sock.request("hold", [1.5]): time.monotonic() for _ in range(40)}
+    ids = list(sent)
 
     async def both_busy() -> bool:
         keys = [cluster.counter_key(f"started:{w.pid}") for w in cluster.workers]
@@ -47,19 +52,19 @@ async def test_kill_9_of_a_busy_worker_answers_every_call_and_the_other_keeps_se
 
     await wait_until(both_busy)
     victim.send_signal(signal.SIGKILL)
-    answers = await sock.wait_for(ids, timeout=TIMEOUT + 4)
-    latest = max(a.at for a in answers.values()) - sent
+    answers = await sock.wait_for(ids, timeout=TIMEOUT + GRACE + MARGIN + 1)
+    latest = max(answers[i].at - sent[i] for i in ids)
     results = [a.response["result"] for a in answers.values() if "result" in a.response]
     errors = [a.response["error"] for a in answers.values() if "error" in a.response]
     print(
         f"\nkill -9 with 40 in flight: {len(results)} results (survivor), {len(errors)} errors, "
-        f"last answer {latest:.2f} s after sending (timeout {TIMEOUT} s)"
+        f"slowest answer {latest:.2f} s after its call (timeout {TIMEOUT} s + grace {GRACE} s)"
     )
     assert len(results) + len(errors) == 40
     assert set(results) <= {survivor.pid}
     assert errors, "the victim held calls; they must be answered with errors"
     assert {e["code"] for e in errors} == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-    assert latest <= TIMEOUT + 2
+    assert latest <= TIMEOUT + GRACE + MARGIN
     assert (await sock.call("pid"))["result"] == survivor.pid
     await sock.close()
 

@@ -1,13 +1,19 @@
-"""The JSON-RPC vectors (tests/vectors) over real WebSockets: daphne + rpcworker + Redis."""
+"""The JSON-RPC vectors (tests/vectors) over real WebSockets: daphne + rpcworker + Redis.
+
+Beyond the answers, each vector proves where its methods ran: the spec methods count their runs
+under their pid (``spec-pids``), and every run a vector caused must be the worker's, not daphne's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import websockets
+from redis.asyncio import Redis as AsyncRedis
 from websockets.asyncio.client import ClientConnection
 
 from tests.integration.harness import Cluster
@@ -17,8 +23,10 @@ pytestmark = pytest.mark.anyio
 
 
 class SocketConnection:
-    def __init__(self, ws: ClientConnection) -> None:
+    def __init__(self, ws: ClientConnection, redis: AsyncRedis, cluster: Cluster) -> None:
         self.ws = ws
+        self.redis = redis
+        self.cluster = cluster
 
     async def send(self, frame: str | bytes) -> None:
         await self.ws.send(frame)
@@ -34,6 +42,15 @@ class SocketConnection:
         except asyncio.TimeoutError:
             return True
         return False
+
+    async def ran(self, notification: str) -> int:
+        return int(await self.redis.get(self.cluster.counter_key(notification)) or 0)
+
+
+async def runs_by_pid(redis: AsyncRedis, cluster: Cluster) -> Counter[int]:
+    """How many spec methods each process has run (tests.project.consumers counts them)."""
+    runs = await redis.hgetall(cluster.counter_key("spec-pids"))
+    return Counter({int(pid): int(count) for pid, count in runs.items()})
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +68,23 @@ def spec_cluster(
 
 
 @pytest.fixture
-async def connection(spec_cluster: Cluster) -> AsyncIterator[SocketConnection]:
+async def connection(
+    spec_cluster: Cluster, redis_client: AsyncRedis
+) -> AsyncIterator[SocketConnection]:
     async with websockets.connect(spec_cluster.url("/ws/spec/"), max_size=None) as ws:
-        yield SocketConnection(ws)
+        yield SocketConnection(ws, redis_client, spec_cluster)
 
 
 @pytest.mark.parametrize("vector", loader.load(), ids=lambda v: v.id)
-async def test_vector(vector: loader.Vector, connection: SocketConnection) -> None:
+async def test_vector(
+    vector: loader.Vector, connection: SocketConnection, spec_cluster: Cluster
+) -> None:
+    before = await runs_by_pid(connection.redis, spec_cluster)
     await loader.run(vector, connection)
+    ran = await runs_by_pid(connection.redis, spec_cluster) - before
+    worker, daphne = spec_cluster.workers[0].pid, spec_cluster.frontends[0].pid
+    # The probe ran at least; whatever ran, the worker ran it, not the front-end.
+    assert set(ran) == {worker}, f"runs by pid {dict(ran)} (worker {worker}, daphne {daphne})"
 
 
 async def test_frames_over_daphnes_limit_drop_only_that_connection(

@@ -17,7 +17,15 @@ class ProbeConsumer(AsyncJsonRpcWebsocketConsumer):
 
 
 class SpecConsumer(AsyncJsonRpcWebsocketConsumer):
-    """The methods the JSON-RPC 2.0 specification's examples assume."""
+    """The methods the JSON-RPC 2.0 specification's examples assume.
+
+    Each counts its runs under the pid that ran it (``spec-pids``), so that the live vectors
+    can tell a worker ran them and not daphne; the notifications also count under their name.
+    """
+
+
+async def _ran_here() -> None:
+    await counters.hincr("spec-pids", str(os.getpid()))
 
 
 @ProbeConsumer.rpc_method()
@@ -101,34 +109,41 @@ async def secret() -> str:
 
 @SpecConsumer.rpc_method()
 async def subtract(minuend: float, subtrahend: float) -> float:
+    await _ran_here()
     return minuend - subtrahend
 
 
 @SpecConsumer.rpc_method("sum")
 async def sum_(*numbers: float) -> float:
+    await _ran_here()
     return sum(numbers)
 
 
 @SpecConsumer.rpc_method()
 async def get_data() -> list[Any]:
+    await _ran_here()
     return ["hello", 5]
 
 
 @SpecConsumer.rpc_notification()
 async def update(*args: Any) -> None:
+    await _ran_here()
     await counters.incr("update")
 
 
 @SpecConsumer.rpc_notification()
 async def notify_hello(*args: Any) -> None:
+    await _ran_here()
     await counters.incr("notify_hello")
 
 
 @SpecConsumer.rpc_notification()
 async def notify_sum(*args: Any) -> None:
+    await _ran_here()
     await counters.incr("notify_sum")
 
 
 @SpecConsumer.rpc_notification()
 async def notify_fail() -> None:
+    await _ran_here()
     raise RuntimeError("a notification that fails is logged, never answered")

@@ -2,11 +2,17 @@
 
 Each vector is one fresh connection: its frames are sent, its answers awaited, then a probe call
 must be answered next (so no vector may close the connection or leave a stray answer behind).
+A batch's answers must come in request order (the README's promise; the spec allows any). The
+notifications a vector names on ``ran:`` lines must have run, once each, and no other spec
+notification may have: silence alone cannot tell a notification that ran from a dropped one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +21,8 @@ from typing import Any, Protocol
 HERE = Path(__file__).parent
 PROBE = '{"jsonrpc": "2.0", "method": "subtract", "params": [10, 3], "id": "probe"}'
 PROBE_ANSWER = {"jsonrpc": "2.0", "result": 7, "id": "probe"}
+#: The spec notifications of tests/project/consumers.py, each counting its runs under its name.
+NOTIFICATIONS = ("update", "notify_hello", "notify_sum")
 
 
 @dataclass(frozen=True)
@@ -23,6 +31,7 @@ class Vector:
     name: str
     frames: tuple[str | bytes, ...]
     expected: tuple[Any, ...]  # decoded answers; empty: none may arrive
+    ran: tuple[str, ...] = ()  # the NOTIFICATIONS that must run (with repeats); others must not
 
 
 class Connection(Protocol):
@@ -32,6 +41,9 @@ class Connection(Protocol):
 
     async def silent(self, timeout: float) -> bool:
         """True if nothing arrives within ``timeout``."""
+
+    async def ran(self, notification: str) -> int:
+        """How many times ``notification`` has run so far, wherever methods run."""
 
 
 def _parse_file(path: Path) -> Iterator[Vector]:
@@ -43,6 +55,7 @@ def _parse_file(path: Path) -> Iterator[Vector]:
         vector_id, _, name = head[-1][3:].partition(" ")
         frames: list[str | bytes] = []
         expected: list[Any] = []
+        ran: list[str] = []
         for line in lines:
             if line.startswith("-->b "):
                 frames.append(line[5:].encode())
@@ -50,7 +63,10 @@ def _parse_file(path: Path) -> Iterator[Vector]:
                 frames.append(line[4:])
             elif line.startswith("<-- ") and line != "<-- (none)":
                 expected.append(json.loads(line[4:]))
-        yield Vector(vector_id, name, tuple(frames), tuple(expected))
+            elif line.startswith("ran: "):
+                ran.extend(line[5:].split())
+        assert set(ran) <= set(NOTIFICATIONS), f"{vector_id}: no counter for {ran}"
+        yield Vector(vector_id, name, tuple(frames), tuple(expected), tuple(ran))
 
 
 def _request(method: str, params: Any, rpc_id: Any = 1) -> str:
@@ -104,15 +120,12 @@ def load() -> list[Vector]:
 
 
 def check(expected: Any, actual: Any) -> None:
-    """Assert ``actual`` answers as ``expected`` says (arrays in any order)."""
+    """Assert ``actual`` answers as ``expected`` says (arrays in request order)."""
     if isinstance(expected, list):
         assert isinstance(actual, list), f"expected an array, got {actual!r}"
         assert len(actual) == len(expected), f"expected {len(expected)} answers, got {actual!r}"
-        unmatched = list(actual)
-        for want in expected:
-            match = next((got for got in unmatched if _matches(want, got)), None)
-            assert match is not None, f"no answer like {want!r} in {actual!r}"
-            unmatched.remove(match)
+        for position, (want, got) in enumerate(zip(expected, actual, strict=True)):
+            assert _matches(want, got), f"answer {position}: expected {want!r} in {actual!r}"
         return
     assert _matches(expected, actual), f"expected {expected!r}, got {actual!r}"
 
@@ -134,7 +147,13 @@ def _matches(expected: dict[str, Any], actual: Any) -> bool:
 
 
 async def run(vector: Vector, connection: Connection) -> None:
-    """Send the vector's frames, check its answers, then check the connection still serves."""
+    """Send the vector's frames, check its answers, then check the connection still serves.
+
+    Then check the notifications it names ran, and no other: the wanted ones are waited for
+    (they run in the background); one that should not have run and did is seen if it ran
+    before the probe was answered, and otherwise counts against the next vector's run.
+    """
+    before = await _notifications_run(connection)
     for frame in vector.frames:
         await connection.send(frame)
     for expected in vector.expected:
@@ -142,3 +161,21 @@ async def run(vector: Vector, connection: Connection) -> None:
     await connection.send(PROBE)
     assert json.loads(await connection.receive(timeout=10)) == PROBE_ANSWER
     assert await connection.silent(0.05), "an unexpected frame arrived after the probe"
+    await _check_notifications(vector, connection, before)
+
+
+async def _notifications_run(connection: Connection) -> Counter[str]:
+    return Counter({name: await connection.ran(name) for name in NOTIFICATIONS})
+
+
+async def _check_notifications(
+    vector: Vector, connection: Connection, before: Counter[str], timeout: float = 10.0
+) -> None:
+    wanted = Counter(vector.ran)
+    deadline = time.monotonic() + timeout
+    while True:
+        ran = await _notifications_run(connection) - before
+        if ran == wanted or time.monotonic() > deadline or any(ran[n] > wanted[n] for n in ran):
+            break
+        await asyncio.sleep(0.02)
+    assert ran == wanted, f"notifications run: {dict(ran)}, expected {dict(wanted)}"

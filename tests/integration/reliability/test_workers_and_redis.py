@@ -3,8 +3,10 @@
 Real processes only: daphne front-ends, ``rpcworker`` processes and redis-server, killed,
 stopped and restarted by pid. Tests wait on events (Redis counters written by the probes of
 ``tests.project.faults``, process output, answers) and sleep only where elapsed time is what is
-being tested (an outage, an idle period, a push every 2 s). Every test records what it measured
-with ``figures.record`` before it asserts the plan's target.
+being tested (an outage, an idle period, a push every 2 s). Every test ends with
+``figures.check``: its named checks give both the table row's verdict and the test's asserts.
+Deadlines are asserted as the README promises them, timeout + REPLY_GRACE, plus a small stated
+scheduling margin (``MARGIN``).
 
 Two of these found library bugs, since fixed: a stopping worker started the request its last
 pop returned (T07; it now puts it back), and a Redis restart emptied the ``rpc.workers`` group
@@ -48,6 +50,12 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
 GRACE = 0.5  # REPLY_GRACE of tests.project.settings
 SHUTDOWN_GRACE = 5.0  # SHUTDOWN_GRACE of tests.project.settings
+# Every call is answered by its timeout + REPLY_GRACE (README, Guarantees). MARGIN is the
+# scheduling slack allowed on top on this shared 2-core machine (a timer fires late, a frame
+# waits for a busy process): small enough that a front-end answering at timeout + 1.8 x grace
+# (5.9 s) misses DEADLINE (5.75 s).
+MARGIN = 0.25
+DEADLINE = TIMEOUT + GRACE + MARGIN
 FAULT_QUEUE = "rpc.fault"  # the queue of tests.project.faults.fault_queued
 
 
@@ -192,33 +200,30 @@ async def test_t06_kill_9_of_one_of_two_busy_workers_answers_all_100_calls(
     held = await victim_busy()
     answered_before = len(sock.answers)
     victim.send_signal(signal.SIGKILL)
-    answers = await collect(sock, list(sent), timeout=TIMEOUT + 2)
+    answers = await collect(sock, list(sent), timeout=DEADLINE + 1)
     latencies = [answers[i].at - sent[i] for i in answers]
+    slowest = max(latencies, default=float("inf"))
     results = [a.response["result"] for a in answers.values() if "result" in a.response]
     errors = [int(a.response["error"]["code"]) for a in answers.values() if "error" in a.response]
     after = await sock.call("pid")
     measured = (
         f"{len(answers)}/100 answered ({len(results)} results, {len(errors)} x "
         f"{sorted(set(errors))}); victim held {held}, {answered_before} answered before the kill; "
-        f"slowest {max(latencies, default=0):.2f} s (T + 1 = {TIMEOUT + 1:.0f} s); "
+        f"slowest {slowest:.2f} s (T + grace + margin = {DEADLINE:.2f} s); "
         f"survivor serves: {after.get('result') == survivor.pid}"
     )
-    passed = (
-        len(answers) == 100
-        and max(latencies) <= TIMEOUT + 1
-        and set(errors) <= {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-        and after.get("result") == survivor.pid
-    )
-    figures.record("T06", measured, passed)
     print(f"\nT06: {measured}")
-    assert len(answers) == 100
-    assert max(latencies) <= TIMEOUT + 1
-    assert held > 0
-    assert errors, "the victim held calls: they must be answered with errors"
-    assert set(errors) == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-    assert set(results) <= {victim.pid, survivor.pid}
-    assert after["result"] == survivor.pid
-    assert survivor.alive
+    figures.check(
+        "T06",
+        measured,
+        all_100_answered=len(answers) == 100,
+        answered_by_the_deadline=slowest <= DEADLINE,
+        the_victim_held_calls=held > 0,
+        the_victims_calls_answered_with_errors=bool(errors),
+        errors_are_deadline_exceeded=set(errors) == {JsonRpcErrorCode.DEADLINE_EXCEEDED},
+        results_from_the_two_workers=set(results) <= {victim.pid, survivor.pid},
+        the_survivor_serves=after.get("result") == survivor.pid and survivor.alive,
+    )
 
 
 async def test_t07_sigterm_finishes_running_calls_and_exits_zero(
@@ -257,21 +262,17 @@ async def test_t07_sigterm_finishes_running_calls_and_exits_zero(
         f"({late_pids.count(replacement.pid)} by the next worker, "
         f"{late_pids.count(worker.pid)} by the stopping one)"
     )
-    passed = (
-        in_flight_ok
-        and finished <= SHUTDOWN_GRACE
-        and status == 0
-        and len(late_answers) == 5
-        and ran == [1] * 5
-    )
-    figures.record("T07", measured, passed)
     print(f"\nT07: {measured}")
-    assert in_flight_ok
-    assert finished <= SHUTDOWN_GRACE
-    assert status == 0
-    assert len(late_answers) == 5
-    assert set(late_pids) <= {worker.pid, replacement.pid}
-    assert ran == [1] * 5
+    figures.check(
+        "T07",
+        measured,
+        running_calls_finish_with_results=in_flight_ok,
+        finished_within_the_grace=finished <= SHUTDOWN_GRACE,
+        exit_status_0=status == 0,
+        late_calls_all_answered=len(late_answers) == 5,
+        late_calls_run_by_a_worker=set(late_pids) <= {worker.pid, replacement.pid},
+        late_calls_run_once_each=ran == [1] * 5,
+    )
 
 
 async def test_t07_calls_sent_after_sigterm_stay_in_redis_for_another_worker(
@@ -306,10 +307,70 @@ async def test_t07_calls_sent_after_sigterm_stay_in_redis_for_another_worker(
         f"{taken} run by the stopping workers, {late_pids.count(replacement.pid)} left in Redis "
         f"for the next worker"
     )
-    figures.record("T07", measured, taken == 0 and len(late_answers) == 5)
     print(f"\nT07: {measured}")
-    assert len(late_answers) == 5
-    assert taken == 0, "stopping workers took calls sent after SIGTERM"
+    figures.check(
+        "T07",
+        measured,
+        late_calls_all_answered=len(late_answers) == 5,
+        stopping_workers_take_no_late_call=taken == 0,
+        exit_statuses_0=statuses == [0, 0, 0],
+    )
+
+
+def grace_start(worker: Proc, mark: int) -> float:
+    """When a stopping worker starts giving its running calls their grace (it logs it)."""
+    worker.wait_for(r"waiting up to .* running calls", 10.0, mark)
+    return time.monotonic()
+
+
+async def test_t07_calls_still_running_after_the_grace_get_32011_and_the_worker_exits_0(
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect, figures: Figures
+) -> None:
+    # rpcworker --grace instead of SHUTDOWN_GRACE (5 s): the same promise, a shorter test. The
+    # grace starts once the worker's last pop returns (up to POLL_SECONDS = 1 s after the
+    # signal): 2 s, so that a worker giving no grace at all cannot pass for one giving 1 s.
+    grace = 2.0
+    cluster = cluster_factory(frontends=1, workers=0)
+    worker = cluster.start_worker(args=["--grace", str(grace)])
+    sock = await connect(cluster.url())
+    short = [await sock.request("fault_hold", [0.5]) for _ in range(3)]
+    tokens = [uuid.uuid4().hex for _ in range(5)]
+    long = [await sock.request("fault_record", [token, 20.0]) for token in tokens]
+    busy = counter(redis_client, cluster, f"busy:{worker.pid}")
+    executions = cluster.counter_key("fault-executions")
+
+    async def all_running() -> bool:
+        return await busy() == 3 and await redis_client.hlen(executions) == 5
+
+    await wait_until(all_running)
+    mark = worker.line_count()
+    signalled = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    grace_started = await asyncio.to_thread(grace_start, worker, mark)
+    answers = await collect(sock, [*short, *long], timeout=grace + 5)
+    status = await asyncio.to_thread(exit_status, worker, grace + 10)
+    finished = [answers[i].response.get("result") for i in short if i in answers]
+    stopped = [answers[i] for i in long if i in answers]
+    codes = sorted({str(code(a)) for a in stopped})
+    after_signal = min((a.at - signalled for a in stopped), default=0.0)
+    after_grace = max((a.at - grace_started for a in stopped), default=float("inf"))
+    measured = (
+        f"SIGTERM with --grace {grace:.0f} s: {finished.count(worker.pid)}/3 calls shorter than "
+        f"the grace finished; {len(stopped)}/5 longer ones answered {codes} {after_signal:.2f} s "
+        f"after the signal, {after_grace:.2f} s after the grace began (grace + margin = "
+        f"{grace + MARGIN:.2f} s); exit {status}"
+    )
+    print(f"\nT07: {measured}")
+    figures.check(
+        "T07",
+        measured,
+        calls_within_the_grace_finish=finished == [worker.pid] * 3,
+        longer_calls_all_answered=len(stopped) == 5,
+        longer_calls_get_32011=codes == [str(int(JsonRpcErrorCode.SERVICE_UNAVAILABLE))],
+        not_before_the_grace=after_signal >= grace,
+        by_the_end_of_the_grace=after_grace <= grace + MARGIN,
+        exit_status_0=status == 0,
+    )
 
 
 async def test_t08_a_raising_method_costs_one_error_and_not_the_worker(
@@ -332,19 +393,15 @@ async def test_t08_a_raising_method_costs_one_error_and_not_the_worker(
         f"{len(ok)}/20 normal answered; raising call: {error.get('code')} after "
         f"{latency * 1000:.0f} ms; worker pid {before} -> {after}"
     )
-    passed = (
-        len(ok) == 20
-        and error.get("code") == JsonRpcErrorCode.GENERIC_APPLICATION_ERROR
-        and latency < 1
-        and before == after == worker.pid
-    )
-    figures.record("T08", measured, passed)
     print(f"\nT08: {measured}")
-    assert len(ok) == 20
-    assert error.get("code") == JsonRpcErrorCode.GENERIC_APPLICATION_ERROR
-    assert latency < 1.0
-    assert before == after == worker.pid
-    assert worker.alive
+    figures.check(
+        "T08",
+        measured,
+        all_20_normal_calls_answered=len(ok) == 20,
+        the_raising_call_gets_32000=error.get("code") == JsonRpcErrorCode.GENERIC_APPLICATION_ERROR,
+        its_error_within_1_s=latency < 1.0,
+        the_same_worker_serves=before == after == worker.pid and worker.alive,
+    )
 
 
 @pytest.mark.parametrize(
@@ -395,23 +452,18 @@ async def test_t09_a_method_over_its_timeout_errors_on_time_and_never_answers_la
         f"{method}({sleeps:.0f}) with timeout {method_timeout:.0f}: {error.get('code')} after "
         f"{error_after:.2f} s; next call {next_after * 1000:.0f} ms; frames for the id {frames}"
     )
-    passed = (
-        error.get("code") == JsonRpcErrorCode.INTERNAL_ERROR
-        and abs(error_after - method_timeout) <= 0.5
-        and next_after < 1
-        and next_answer.get("result") == worker.pid
-        and after_end.get("result") == worker.pid
-        and frames == 1
-    )
-    figures.record("T09", measured, passed)
     print(f"\nT09: {measured}")
-    assert error.get("code") == JsonRpcErrorCode.INTERNAL_ERROR
-    assert error.get("data") == {"timeout": method_timeout}
-    assert abs(error_after - method_timeout) <= 0.5
-    assert next_after < 1.0
-    assert next_answer.get("result") == worker.pid
-    assert after_end.get("result") == worker.pid
-    assert frames == 1, "a late result was sent after the timeout error"
+    figures.check(
+        "T09",
+        measured,
+        timeout_error_32603=error.get("code") == JsonRpcErrorCode.INTERNAL_ERROR,
+        data_names_the_timeout=error.get("data") == {"timeout": method_timeout},
+        error_at_the_timeout_within_half_a_second=abs(error_after - method_timeout) <= 0.5,
+        the_slot_is_free_for_the_next_call=next_after < 1.0
+        and next_answer.get("result") == worker.pid,
+        the_thread_serves_again_after_the_method_ends=after_end.get("result") == worker.pid,
+        no_late_result_after_the_error=frames == 1,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -453,9 +505,9 @@ async def test_t10_redis_restart_mid_load(
     await asyncio.sleep(0.3)
     await prober.stop()
     for sock in sockets:
-        await collect(sock, [i for s, i, _ in sent if s is sock], timeout=TIMEOUT + 2)
+        await collect(sock, [i for s, i, _ in sent if s is sock], timeout=DEADLINE + 1)
     loaded = [(at, s.answers.get(json.dumps(i))) for s, i, at in sent]
-    probes = await prober.answers(timeout=TIMEOUT + 2)
+    probes = await prober.answers(timeout=DEADLINE + 1)
     everything = loaded + probes
     unanswered = sum(1 for _, a in everything if a is None)
     slowest = max((a.at - at for at, a in everything if a is not None), default=0.0)
@@ -468,32 +520,79 @@ async def test_t10_redis_restart_mid_load(
     serving = {a.response.get("result") for a in served.values()}
     closed = sum(1 for sock in sockets if not sock.open)
     alive = all(w.alive for w in workers) and all(f.alive for f in cluster.frontends)
+    reasons = {
+        str(a.response["error"].get("data", {}).get("reason"))
+        for a in during
+        if code(a) == JsonRpcErrorCode.SERVER_BUSY
+    }
     measured = (
         f"3 s outage with 60 calls running + {len(probes)} probe calls: {unanswered} unanswered, "
-        f"slowest answer {slowest:.2f} s (T + 1 = {TIMEOUT + 1:.0f} s), running calls got "
-        f"{load_codes}, calls during the outage got {during_codes}; sockets closed {closed}/3; "
-        f"first success {seconds(first_success)} after Redis was back; workers alive {alive}, "
-        f"serving "
-        f"{len(serving & {w.pid for w in workers})}/2"
+        f"slowest answer {slowest:.2f} s (T + grace + margin = {DEADLINE:.2f} s), running calls "
+        f"got {load_codes}, calls during the outage got {during_codes} {sorted(reasons)}; "
+        f"sockets closed {closed}/3; first success {seconds(first_success)} after Redis was "
+        f"back; workers alive {alive}, serving {len(serving & {w.pid for w in workers})}/2"
     )
-    passed = (
-        unanswered == 0
-        and slowest <= TIMEOUT + 1
-        and closed == 0
-        and first_success is not None
-        and first_success <= 2
-        and alive
-        and serving == {w.pid for w in workers}
-    )
-    figures.record("T10", measured, passed)
     print(f"\nT10: {measured}")
-    assert unanswered == 0
-    assert slowest <= TIMEOUT + 1
-    assert closed == 0
-    assert first_success is not None
-    assert first_success <= 2.0
-    assert alive
-    assert serving == {w.pid for w in workers}
+    figures.check(
+        "T10",
+        measured,
+        every_call_answered=unanswered == 0,
+        answered_by_the_deadline=slowest <= DEADLINE,
+        outage_calls_refused_as_layer_unavailable=bool(during)
+        and during_codes == [str(int(JsonRpcErrorCode.SERVER_BUSY))]
+        and reasons == {"channel layer unavailable"},
+        no_socket_closed=closed == 0,
+        back_within_2_s=first_success is not None and first_success <= 2.0,
+        processes_alive=alive,
+        both_workers_serve_again=serving == {w.pid for w in workers},
+    )
+
+
+async def cancel_after_restart(
+    sock: RpcSocket, redis: AsyncRedis, cluster: Cluster
+) -> tuple[str, dict[str, bool]]:
+    """Cancel a running call once Redis is back; what happened and the checks it must pass."""
+    started = counter(redis, cluster, "cancellable-started")
+    finished = counter(redis, cluster, "cancellable-finally")
+    rpc_id = await sock.request("cancellable", [6])
+
+    async def running() -> bool:
+        return await started() == 1
+
+    async def stopped() -> bool:
+        return await finished() == 1
+
+    with contextlib.suppress(AssertionError):
+        await wait_until(running, timeout=5)
+    ran = await running()
+    await sock.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": rpc_id}})
+    answer = (await collect(sock, [rpc_id], timeout=2)).get(rpc_id)
+    answered = None if answer is None else code(answer)
+    with contextlib.suppress(AssertionError):
+        await wait_until(stopped, timeout=2)
+    ok = await stopped()
+    measured = f"after a Redis restart, rpc.cancel answers {answered} and stops the call: {ok}"
+    checks = {
+        "the_call_ran": ran,
+        "the_cancel_is_answered_32800": answered == JsonRpcErrorCode.REQUEST_CANCELLED,
+        "the_running_call_stops": ok,
+    }
+    return measured, checks
+
+
+async def push_after_restart(sock: RpcSocket, group: str) -> tuple[str, dict[str, bool]]:
+    """Push to a group joined before Redis restarted; what happened and the checks."""
+    rpc_id = await sock.request("fault_push", [group, "fault.tick", 1])
+    answer = (await collect(sock, [rpc_id], timeout=10)).get(rpc_id)
+    with contextlib.suppress(AssertionError):
+        await sock.notification("fault.tick", timeout=2)
+    ok = any(f["method"] == "fault.tick" for f in sock.notifications)
+    measured = f"after a Redis restart, a push reaches a group member: {ok}"
+    checks = {
+        "the_push_is_sent": answer is not None and answer.response.get("result") == 1,
+        "the_push_reaches_the_member": ok,
+    }
+    return measured, checks
 
 
 @pytest.mark.parametrize("what", ["cancel", "push"])
@@ -505,7 +604,7 @@ async def test_t10_after_a_redis_restart_cancels_and_pushes_still_arrive(
     worker = cluster.start_worker()
     sock = await connect(cluster.url())
     group = f"fault-{uuid.uuid4().hex[:8]}"
-    assert (await sock.call("join", [group]))["result"] == group
+    joined = (await sock.call("join", [group])).get("result") == group
     await asyncio.to_thread(private_redis.stop)
     await asyncio.to_thread(private_redis.start)
     back_at = time.monotonic()
@@ -513,40 +612,23 @@ async def test_t10_after_a_redis_restart_cancels_and_pushes_still_arrive(
     prober.start()
     first_success = await prober.wait_first_result_after(back_at, timeout=10)
     await prober.stop()
-    assert first_success is not None
     redis = AsyncRedis.from_url(private_redis.url)
     try:
         if what == "cancel":
-            started = counter(redis, cluster, "cancellable-started")
-            finished = counter(redis, cluster, "cancellable-finally")
-            rpc_id = await sock.request("cancellable", [6])
-
-            async def running() -> bool:
-                return await started() == 1
-
-            async def stopped() -> bool:
-                return await finished() == 1
-
-            await wait_until(running, timeout=5)
-            await sock.send({"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": rpc_id}})
-            cancelled = (await sock.wait_for([rpc_id], timeout=2))[rpc_id].response
-            assert cancelled["error"]["code"] == JsonRpcErrorCode.REQUEST_CANCELLED
-            with contextlib.suppress(AssertionError):
-                await wait_until(stopped, timeout=2)
-            ok = await stopped()
-            measured = f"after a Redis restart, rpc.cancel stops the running call: {ok}"
+            measured, checks = await cancel_after_restart(sock, redis, cluster)
         else:
-            assert (await sock.call("fault_push", [group, "fault.tick", 1]))["result"] == 1
-            with contextlib.suppress(AssertionError):
-                await sock.notification("fault.tick", timeout=2)
-            ok = any(f["method"] == "fault.tick" for f in sock.notifications)
-            measured = f"after a Redis restart, a push reaches a group member: {ok}"
+            measured, checks = await push_after_restart(sock, group)
     finally:
         await redis.aclose()
         worker.send_signal(signal.SIGKILL)  # do not wait out a call nobody could cancel
-    figures.record("T10", measured, ok)
     print(f"\nT10: {measured}")
-    assert ok
+    figures.check(
+        "T10",
+        measured,
+        the_group_is_joined=joined,
+        calls_succeed_once_redis_is_back=first_success is not None,
+        **checks,
+    )
 
 
 @pytest.mark.parametrize(
@@ -569,9 +651,11 @@ async def test_t11_redis_down_fails_fast_reports_unhealthy_and_recovers(
     worker = cluster.start_worker(args=["--health-file", str(health_file)])
     healthz = f"http://127.0.0.1:{cluster.ports[0]}/healthz/"
     sock = await connect(cluster.url())
-    assert "result" in await sock.call("pid")
-    assert await asyncio.to_thread(http_status, healthz) == 200
-    assert await rpchealth(cluster, health_file, max_age) == 0
+    before = {
+        "serving_before": "result" in await sock.call("pid"),
+        "healthz_200_before": await asyncio.to_thread(http_status, healthz) == 200,
+        "heartbeat_fresh_before": await rpchealth(cluster, health_file, max_age) == 0,
+    }
 
     down_at = time.monotonic()
     await asyncio.to_thread(private_redis.stop)
@@ -616,44 +700,38 @@ async def test_t11_redis_down_fails_fast_reports_unhealthy_and_recovers(
     with contextlib.suppress(AssertionError):
         await wait_until(fresh, timeout=10)
     fresh_after = time.monotonic() - back_at
-    probes = await prober.answers(timeout=TIMEOUT + 1)
+    probes = await prober.answers(timeout=DEADLINE + 1)
     latencies = [a.at - at if a else float("inf") for at, a in outage_calls]
     codes = sorted({str(code(a)) for _, a in outage_calls if a is not None})
     reasons = sorted(
-        {str(a.response.get("error", {}).get("data", {})) for _, a in outage_calls if a}
+        {str(a.response["error"].get("data", {}).get("reason")) for _, a in outage_calls if a}
     )
+    unanswered_probes = sum(1 for _, a in probes if a is None)
     alive = worker.alive and cluster.frontends[0].alive and sock.open
     measured = (
-        f"{outage_length:.1f} s outage: {len(outage_calls)} calls answered {codes} in at most "
-        f"{max(latencies) * 1000:.0f} ms; /healthz/ 503 after {seconds(unhealthy_after)}, "
+        f"{outage_length:.1f} s outage: {len(outage_calls)} calls answered {codes} {reasons} in "
+        f"at most {max(latencies) * 1000:.0f} ms; /healthz/ 503 after {seconds(unhealthy_after)}, "
         f"heartbeat stale after {seconds(stale_after)} (max age {max_age} s); back: first "
         f"success {seconds(first_success)}, /healthz/ 200 "
         f"after {healthy_after:.2f} s, heartbeat fresh after {fresh_after:.1f} s; "
-        f"{sum(1 for _, a in probes if a is None)} probes unanswered; processes alive {alive}"
+        f"{unanswered_probes} probes unanswered; processes alive {alive}"
     )
-    passed = (
-        max(latencies) < 1.0
-        and codes == [str(int(JsonRpcErrorCode.SERVER_BUSY))]
-        and unhealthy_after is not None
-        and stale_after is not None
-        and first_success is not None
-        and first_success <= 2
-        and healthy_after <= 2
-        and fresh_after < 10
-        and alive
+    print(f"\nT11: {measured}")
+    figures.check(
+        "T11",
+        measured,
+        **before,
+        outage_calls_answered_within_1_s=max(latencies) < 1.0,
+        outage_calls_get_32010=codes == [str(int(JsonRpcErrorCode.SERVER_BUSY))],
+        reason_channel_layer_unavailable=reasons == ["channel layer unavailable"],
+        healthz_503_during_the_outage=unhealthy_after is not None,
+        heartbeat_stale_during_the_outage=stale_after is not None,
+        first_success_within_2_s=first_success is not None and first_success <= 2.0,
+        healthz_200_within_2_s=healthy_after <= 2.0,
+        heartbeat_fresh_within_10_s=fresh_after < 10.0,
+        every_probe_answered=unanswered_probes == 0,
+        processes_alive=alive,
     )
-    figures.record("T11", measured, passed)
-    print(f"\nT11: {measured} {reasons}")
-    assert max(latencies) < 1.0
-    assert codes == [str(int(JsonRpcErrorCode.SERVER_BUSY))]
-    assert unhealthy_after is not None, "/healthz/ never answered 503"
-    assert stale_after is not None, "the worker heartbeat never went stale"
-    assert first_success is not None
-    assert first_success <= 2.0
-    assert healthy_after <= 2.0
-    assert fresh_after < 10.0
-    assert all(a is not None for _, a in probes)
-    assert alive
 
 
 @pytest.mark.parametrize(
@@ -686,13 +764,15 @@ async def test_t12_idle_sockets_and_worker_outlive_the_redis_read_timeout(
         f"{sockets} sockets idle {idle:.0f} s: {still_open} open, then {answered}/{total} calls "
         f"answered; tracebacks {crashed or 0}; processes alive {alive}"
     )
-    passed = still_open == sockets and answered == total and not crashed and alive
-    figures.record("T12", measured, passed)
     print(f"\nT12: {measured}")
-    assert still_open == sockets
-    assert answered == total
-    assert not crashed
-    assert alive
+    figures.check(
+        "T12",
+        measured,
+        every_socket_open=still_open == sockets,
+        every_call_answered=answered == total,
+        no_traceback=not crashed,
+        processes_alive=alive,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -708,7 +788,7 @@ async def test_t13_with_no_worker_calls_get_deadline_errors_and_never_run_later(
     sent: dict[Any, float] = {}
     for token in tokens:
         sent[await sock.request("fault_record_default", [token])] = time.monotonic()
-    answers = await collect(sock, list(sent), timeout=TIMEOUT + GRACE + 2)
+    answers = await collect(sock, list(sent), timeout=DEADLINE + 1)
     latencies = [answers[i].at - sent[i] for i in answers]
     codes = {code(a) for a in answers.values()}
 
@@ -730,33 +810,24 @@ async def test_t13_with_no_worker_calls_get_deadline_errors_and_never_run_later(
     extra_frames = len(sock.frames) - 11
     measured = (
         f"{len(answers)}/10 answered {sorted(map(str, codes))} after "
-        f"{min(latencies, default=0):.2f}-{max(latencies, default=0):.2f} s (T + 1 = "
-        f"{TIMEOUT + 1:.0f} s), withdrawn: {queued} left queued; worker started later: "
+        f"{min(latencies, default=0):.2f}-{max(latencies, default=0):.2f} s (T + grace + "
+        f"margin = {DEADLINE:.2f} s), withdrawn: {queued} left queued; worker started later: "
         f"{ran_expired} expired calls ran, {skipped} seen, fresh call ran {ran_fresh}x; "
         f"{extra_frames} extra frames"
     )
-    passed = (
-        len(answers) == 10
-        and codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-        and max(latencies) <= TIMEOUT + 1
-        and ran_expired == 0
-        and ran_fresh == 1
-        and fresh.get("result") == worker.pid
-        and queued == 0
-        and skipped == 0
-        and extra_frames == 0
-    )
-    figures.record("T13", measured, passed)
     print(f"\nT13: {measured}")
-    assert len(answers) == 10
-    assert codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-    assert max(latencies) <= TIMEOUT + 1
-    assert ran_expired == 0
-    assert ran_fresh == 1
-    assert fresh.get("result") == worker.pid
-    assert queued == 0
-    assert skipped == 0
-    assert extra_frames == 0
+    figures.check(
+        "T13",
+        measured,
+        all_10_answered=len(answers) == 10,
+        deadline_exceeded=codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED},
+        not_before_timeout_and_grace=min(latencies, default=0) >= TIMEOUT + GRACE,
+        answered_by_the_deadline=max(latencies, default=float("inf")) <= DEADLINE,
+        withdrawn_from_the_queue=queued == 0,
+        expired_calls_never_run=ran_expired == 0 and skipped == 0,
+        a_fresh_call_runs_once=ran_fresh == 1 and fresh.get("result") == worker.pid,
+        no_extra_frames=extra_frames == 0,
+    )
 
 
 async def test_t14_a_burst_beyond_capacity_gets_busy_at_once_and_no_stranded_replies(
@@ -803,31 +874,23 @@ async def test_t14_a_burst_beyond_capacity_gets_busy_at_once_and_no_stranded_rep
         f"worker started: drained in {drain_time:.2f} s, {stranded} stranded frames, "
         f"socket open {sock.open}"
     )
-    passed = (
-        len(busy) == 50
-        and busy_codes == {JsonRpcErrorCode.SERVER_BUSY}
-        and busy_latency < 0.1
-        and early == 0
-        and queued_codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-        and stranded == 0
-        and counts == [1] * 150
-        and sock.open
-        and "result" in other_queue
-        and fresh.get("result") == replacement.pid
-    )
-    figures.record("T14", measured, passed)
     print(f"\nT14: {measured}")
-    assert len(busy) == 50
-    assert busy_codes == {JsonRpcErrorCode.SERVER_BUSY}
-    assert all(a.response["error"]["data"]["queue"] == FAULT_QUEUE for a in busy.values())
-    assert busy_latency < 0.1
-    assert early == 0
-    assert queued_codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED}
-    assert stranded == 0
-    assert counts == [1] * 150
-    assert sock.open
-    assert "result" in other_queue
-    assert fresh.get("result") == replacement.pid
+    figures.check(
+        "T14",
+        measured,
+        all_50_extra_calls_busy=len(busy) == 50,
+        busy_is_32010=busy_codes == {JsonRpcErrorCode.SERVER_BUSY},
+        busy_names_the_queue=all(
+            a.response["error"].get("data", {}).get("queue") == FAULT_QUEUE for a in busy.values()
+        ),
+        busy_within_100_ms=busy_latency < 0.1,
+        no_queued_call_answered_early=early == 0,
+        queued_calls_deadline_exceeded=queued_codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED},
+        no_stranded_frame=stranded == 0,
+        one_answer_per_call=counts == [1] * 150,
+        socket_open=sock.open,
+        other_queues_serve=fresh.get("result") == replacement.pid and "result" in other_queue,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -866,7 +929,7 @@ async def test_t24_random_kills_under_load_run_each_call_at_most_once(
         kills.cancel()
         await asyncio.gather(kills, return_exceptions=True)
     for sock in socks:
-        await collect(sock, [i for s, i, _, _ in calls if s is sock], timeout=TIMEOUT + 2)
+        await collect(sock, [i for s, i, _, _ in calls if s is sock], timeout=DEADLINE + 1)
 
     async def drained() -> bool:
         return await redis_client.zcard(f"{cluster.prefix}rpc.default") == 0
@@ -894,16 +957,18 @@ async def test_t24_random_kills_under_load_run_each_call_at_most_once(
         f"{total} calls over {duration:.0f} s, {len(killed)} kill -9 + restarts: "
         f"{unanswered} unanswered, {twice} ran twice, {silent} results without one execution, "
         f"errors {errors or 0} ({errored_runs[1]} of them had run, {errored_runs[0]} had not); "
-        f"slowest answer {slowest:.2f} s"
+        f"slowest answer {slowest:.2f} s (T + grace + margin = {DEADLINE:.2f} s)"
     )
-    passed = unanswered == 0 and twice == 0 and silent == 0 and slowest <= TIMEOUT + 1
-    figures.record("T24", measured, passed)
     print(f"\nT24: {measured}")
-    assert len(killed) >= 2
-    assert unanswered == 0
-    assert twice == 0
-    assert silent == 0
-    assert slowest <= TIMEOUT + 1
+    figures.check(
+        "T24",
+        measured,
+        at_least_2_kills=len(killed) >= 2,
+        every_call_answered=unanswered == 0,
+        none_ran_twice=twice == 0,
+        every_result_ran_once=silent == 0,
+        answered_by_the_deadline=slowest <= DEADLINE,
+    )
 
 
 async def test_t26_group_membership_outlives_a_5_s_group_expiry(
@@ -916,13 +981,16 @@ async def test_t26_group_membership_outlives_a_5_s_group_expiry(
     cluster.start_worker(CHANNEL_LAYER_OVERRIDES=overrides)
     member, pusher = await connect(cluster.url()), await connect(cluster.url())
     group, held, every = f"fault-{uuid.uuid4().hex[:8]}", 20.0, 2.0
-    assert (await member.call("join", [group]))["result"] == group
+    in_group = (await member.call("join", [group])).get("result") == group
     joined = time.monotonic()
     ttl = await redis_client.ttl(f"{cluster.prefix}:group:{group}")
     pushes = int(held // every)
+    pushed: list[bool] = []
     for n in range(1, pushes + 1):
         await asyncio.sleep(max(0.0, joined + n * every - time.monotonic()))  # the subject
-        assert (await pusher.call("fault_push", [group, "fault.tick", n]))["result"] == n
+        pushed.append(
+            (await pusher.call("fault_push", [group, "fault.tick", n])).get("result") == n
+        )
     # One more from a process that is neither worker nor front-end.
     command = ["-m", "workers.manage", "rpcnotify", group, "fault.tick", json.dumps({"n": 0})]
     process = await asyncio.create_subprocess_exec(
@@ -944,11 +1012,15 @@ async def test_t26_group_membership_outlives_a_5_s_group_expiry(
         f"group_expiry 5 s (group key TTL {ttl} s), member held {held_for:.0f} s: "
         f"{len(got)}/{pushes + 1} pushes delivered (every {every:.0f} s, last by rpcnotify)"
     )
-    passed = 0 < ttl <= 5 and sorted(got) == [0, *range(1, pushes + 1)] and member.open
-    figures.record("T26", measured, passed)
     print(f"\nT26: {measured}")
-    assert 0 < ttl <= 5, "the group_expiry override did not take effect"
-    assert notified == 0
-    assert sorted(got) == [0, *range(1, pushes + 1)]
-    assert held_for >= held
-    assert member.open
+    figures.check(
+        "T26",
+        measured,
+        the_group_is_joined=in_group,
+        the_group_expiry_override_took_effect=0 < ttl <= 5,
+        every_push_sent=all(pushed),
+        rpcnotify_exits_0=notified == 0,
+        every_push_delivered=sorted(got) == [0, *range(1, pushes + 1)],
+        held_past_the_expiry=held_for >= held,
+        member_open=member.open,
+    )
