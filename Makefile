@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 
-.PHONY: demo test lint pytest reliability bench bench-quick clean
+.PHONY: demo test lint pytest reliability mutants bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ demo: $(STAMP)
 test: $(STAMP) lint pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check channels_rpc workers tests benchmarks
-	$(BIN)/ruff format --check channels_rpc workers tests benchmarks
+	$(BIN)/ruff check channels_rpc workers tests benchmarks tools
+	$(BIN)/ruff format --check channels_rpc workers tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -39,6 +39,11 @@ reliability: $(STAMP)
 	rm -f reliability-results.jsonl
 	RELIABILITY_RESULTS=reliability-results.jsonl $(BIN)/pytest tests/unit/test_properties.py tests/inprocess/test_vectors.py tests/integration -m "integration or not long" -q
 	$(BIN)/python -m tests.integration.reliability.report reliability-results.jsonl
+
+## Breaks core promises one edit at a time in a scratch copy of the working tree; each must fail
+## a test (tools/mutants.py: --list, --only NAME).
+mutants: $(STAMP)
+	$(BIN)/python -m tools.mutants
 
 ## This package against channels-rpc 1.0.1 (installed in .bench/) and raw Channels: one table.
 bench: $(STAMP)

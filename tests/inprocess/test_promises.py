@@ -128,6 +128,21 @@ async def test_every_one_of_many_calls_through_one_worker_is_answered_once() -> 
     assert len(ran) == CALLS + 1
 
 
+async def test_the_same_ids_on_two_connections_each_get_their_own_answers() -> None:
+    # Ids only have to be unique per connection: the same ids at once on two connections,
+    # through one worker, are answered to the connection that sent them, with its own result.
+    with rpc_settings(DEFAULT_TIMEOUT=NO_DEADLINE_SOON):
+        first, second = await connect(PromiseConsumer), await connect(PromiseConsumer)
+        for n in range(10):
+            await send(first, request("pair", [n, 100], rpc_id=n))
+            await send(second, request("pair", [n, 200], rpc_id=n))
+        for communicator, offset in ((first, 100), (second, 200)):
+            answers = [await receive(communicator) for _ in range(10)]
+            expected = [result(n, n + offset) for n in range(10)]
+            assert sorted(answers, key=lambda a: a["id"]) == expected
+            await communicator.disconnect()
+
+
 # ---------------------------------------------------------------------------------------------
 # Methods: sync methods run "with Django's stale-connection cleanup around each call".
 # Django marks a connection that saw an error (errors_occurred); close_old_connections() checks
