@@ -83,8 +83,11 @@ class RpcClient:
     async def close(self) -> None:
         self._closing = True
         if self._ws is not None:
-            await self._ws.close()
+            # A connection the server dropped has nothing left to close.
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self._ws.close()
         if self._runner is not None:
+            self._runner.cancel()  # it may be waiting to reconnect to a server that is gone
             await asyncio.gather(self._runner, return_exceptions=True)
         self._fail_pending(ConnectionLost("the client was closed"))
 
@@ -161,7 +164,10 @@ class RpcClient:
     async def _send(self, payload: Any) -> None:
         await self._connected.wait()
         assert self._ws is not None
-        await self._ws.send(json.dumps(payload, separators=(",", ":")))
+        try:
+            await self._ws.send(json.dumps(payload, separators=(",", ":")))
+        except websockets.ConnectionClosed as exc:  # dropped before the reader noticed
+            raise ConnectionLost("the connection dropped") from exc
 
     # -----------------------------------------------------------------------------------
     # Calls
@@ -181,9 +187,20 @@ class RpcClient:
             return await asyncio.wait_for(send_and_wait(), timeout or self.timeout)
         except (asyncio.CancelledError, asyncio.TimeoutError):
             if self._pending.pop(_key(rpc_id), None) is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self.notify("rpc.cancel", {"id": rpc_id}))
+                await self._cancel_on_server(rpc_id)
             raise
+
+    async def _cancel_on_server(self, rpc_id: Any) -> None:
+        """Tell the server to stop ``rpc_id``, if connected: no wait for a reconnection.
+
+        A server whose connection is gone cancels that connection's calls itself; waiting
+        for a new one here would hang the caller's timeout for as long as the server is down.
+        """
+        if not self._connected.is_set() or self._ws is None:
+            return
+        with contextlib.suppress(Exception):
+            cancel = _request("rpc.cancel", {"id": rpc_id}, None)
+            await asyncio.shield(self._ws.send(json.dumps(cancel, separators=(",", ":"))))
 
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a notification (no answer comes back)."""

@@ -13,7 +13,7 @@ from redis.asyncio import Redis as AsyncRedis
 from channels_rpc import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.client import ConnectionLost, RpcClient
 from tests.integration.harness import Cluster
-from tests.integration.support import ClusterFactory
+from tests.integration.support import ClusterFactory, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -97,5 +97,29 @@ async def test_reconnects_after_the_server_closes_the_socket(
         burst = [asyncio.ensure_future(client.call("pid")) for _ in range(20)]
         outcomes = await asyncio.gather(*burst, return_exceptions=True)
         assert any(isinstance(o, ConnectionLost) for o in outcomes)
-        await asyncio.sleep(1.5)  # let the bucket refill: the subject here is the reconnect
-        assert await client.call("pid", timeout=10) == cluster.workers[0].pid
+
+        async def back() -> bool:  # a call made while the socket is going down is lost too
+            try:
+                return bool(await client.call("pid", timeout=10) == cluster.workers[0].pid)
+            except ConnectionLost:
+                return False
+
+        await wait_until(back, timeout=15)
+
+
+async def test_a_call_times_out_on_time_while_the_server_is_gone(
+    cluster_factory: ClusterFactory,
+) -> None:
+    # On a timeout the client sends rpc.cancel, which used to wait for a connection: with the
+    # server down for good, call(timeout=1) never returned.
+    cluster = cluster_factory(frontends=1, workers=0)
+    async with RpcClient(cluster.url("/ws/test/"), backoff=(0.05, 0.2)) as client:
+        started = time.monotonic()
+        with pytest.raises(asyncio.TimeoutError):  # queued, no worker: it times out
+            await client.call("pid", timeout=0.5)
+        assert time.monotonic() - started < 2
+        cluster.frontends[0].stop()
+        started = time.monotonic()
+        with pytest.raises((asyncio.TimeoutError, ConnectionLost)):
+            await asyncio.wait_for(client.call("pid", timeout=0.5), 10)
+        assert time.monotonic() - started < 2
