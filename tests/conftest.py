@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Generator, Iterator
+import re
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,16 @@ from channels.layers import channel_layers  # noqa: E402
 
 from channels_rpc import embedded  # noqa: E402
 from channels_rpc.config import reset_config  # noqa: E402
+from tests.integration.reliability.plan import PLAN  # noqa: E402
 from tests.integration.reliability.report import Figures  # noqa: E402
+
+# A resource a test leaves open fails that test, not a later one (tests/leaks.py says how).
+pytest_plugins = ["tests.leaks"]
 
 FIGURES = pytest.StashKey[Figures]()
 _VECTOR_TESTS = {"test_vectors.py": "in-process", "test_vectors_live.py": "over daphne"}
+#: A test named ``test_t05_...`` measures row T05 of the reliability plan.
+_PLAN_TEST = re.compile(r"test_t(\d\d)_")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,26 +35,76 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[FIGURES] = Figures(Path(path) if path else None)
 
 
-_vector_outcomes: dict[tuple[str, str], list[bool]] = {}
+# (plan id, where) -> {vector test: passed so far}
+_vector_outcomes: dict[tuple[str, str], dict[str, bool]] = {}
+_reductions: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # T01/T02 of the reliability table are the vector tests' own outcomes.
+    # T01/T02 of the reliability table are the vector tests' own outcomes: a vector passes
+    # only if none of its phases failed (an error in setup is a failure, not a vector less).
     file, _, name = report.nodeid.rpartition("::")
     where = _VECTOR_TESTS.get(file.rsplit("/", 1)[-1])
-    if report.when != "call" or where is None or not name.startswith("test_vector["):
+    if where is None or not name.startswith("test_vector[") or report.skipped:
         return
-    plan_id = "T01" if name[len("test_vector[")] == "S" else "T02"
-    _vector_outcomes.setdefault((plan_id, where), []).append(report.passed)
+    if report.when == "call" or report.failed:
+        plan_id = "T01" if name[len("test_vector[")] == "S" else "T02"
+        outcomes = _vector_outcomes.setdefault((plan_id, where), {})
+        outcomes[report.nodeid] = outcomes.get(report.nodeid, True) and report.passed
+
+
+def _record_plan_outcome(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A row for a plan test that failed, errored or skipped, in any phase.
+
+    Its own ``figures.check`` row says what it measured; a failing row here makes sure the
+    plan row fails even when the test never got that far (an error in setup, an assert before
+    the check) or failed after it (teardown). A skip is shown as one, never as a pass.
+    """
+    match = _PLAN_TEST.match(item.name)
+    plan_id = f"T{match.group(1)}" if match else ""
+    if plan_id not in PLAN or report.passed:
+        return
+    figures = item.config.stash[FIGURES]
+    if report.skipped:
+        figures.record(plan_id, f"{item.name} skipped: {_reason(report)}", True, skipped=True)
+        return
+    phase = "failed" if report.when == "call" else f"error in {report.when}"
+    figures.record(plan_id, f"{item.name} {phase}: {_reason(report)}", False)
+
+
+def _reason(report: pytest.TestReport) -> str:
+    """The first line of why a test failed or skipped."""
+    if isinstance(report.longrepr, tuple):  # a skip: (file, line, reason)
+        text = str(report.longrepr[2])
+    else:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        text = getattr(crash, "message", None) or str(report.longrepr)
+    lines = text.strip().splitlines()
+    return lines[0][:160] if lines else ""
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     figures = config.stash[FIGURES]
-    for (plan_id, where), passed in sorted(_vector_outcomes.items()):
-        figures.record(plan_id, f"{sum(passed)}/{len(passed)} {where}", all(passed))
+    for (plan_id, where), outcomes in sorted(_vector_outcomes.items()):
+        passed = sum(outcomes.values())
+        figures.record(plan_id, f"{passed}/{len(outcomes)} {where}", passed == len(outcomes))
+    if _reductions:
+        terminalreporter.write_sep("=", "tests run smaller than their names say")
+        for line in _reductions:
+            terminalreporter.write_line(line)
     if figures.rows:
         terminalreporter.write_sep("=", "reliability figures")
         terminalreporter.write_line(figures.table())
+
+
+@pytest.fixture
+def reduced(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Says, in the session's summary, that this test ran smaller than it claims, and why."""
+
+    def note(why: str) -> None:
+        _reductions.append(f"{request.node.nodeid}: {why}")
+
+    return note
 
 
 @pytest.fixture(scope="session")
@@ -85,4 +142,5 @@ def pytest_runtest_makereport(
     # Fixtures read the outcome (``item.rep_call``) to attach process logs to failures.
     report = yield
     setattr(item, f"rep_{report.when}", report)
+    _record_plan_outcome(item, report)
     return report

@@ -199,7 +199,7 @@ MUTATIONS: tuple[Mutation, ...] = (
             "tests/unit/test_guards.py",
             "tests/inprocess/test_frontend_hardening.py",
             "tests/integration/reliability/test_slow_redis.py"
-            "::test_a_stalled_redis_costs_one_layer_timeout_then_the_breaker_answers_at_once",
+            "::test_t47_a_stalled_redis_costs_one_layer_timeout_then_the_breaker_answers",
             "tests/integration/reliability/test_workers_and_redis.py"
             "::test_t11_redis_down_fails_fast_reports_unhealthy_and_recovers",
         ),

@@ -3,10 +3,13 @@ docker-compose.yml as plain processes on loopback.
 
     python -m workers.cluster --frontends 2 --workers 3
 
-Uses the Redis at ``REDIS_URL`` or 127.0.0.1:6379 when one answers, else starts a
-``redis-server`` of its own (on a Unix socket), else an in-process fakeredis server. Prints the
-endpoints, then stops everything it started, by pid, on Ctrl-C (or SIGTERM). The integration
-tests and the benchmarks build their clusters with the same classes.
+Which Redis: the one at ``REDIS_URL`` when given; else a ``redis-server`` of its own (on a
+Unix socket, nothing persisted, stopped with the cluster); else an in-process fakeredis server,
+which speaks the protocol but is no Redis to measure, and which CI runs refuse (:func:`in_ci`).
+A Redis that merely answers on 127.0.0.1:6379 is never used unasked: it may be someone else's
+(``REDIS_URL=redis://127.0.0.1:6379/0`` to use it). Prints the endpoints, then stops everything
+it started, by pid, on Ctrl-C (or SIGTERM). The integration tests, the browser tests and the
+benchmarks build their clusters with the same classes.
 
 Every wait is on the processes' own output (daphne's "Listening on TCP address", the worker's
 "rpcworker ready"), never a sleep; front-ends listen on ports the OS picks at bind time unless
@@ -221,15 +224,33 @@ def start_fakeredis(log_dir: Path | None = None) -> Redis:
     return Redis(f"redis://{host}:{port}/0", "fakeredis", stopper=server, log_dir=log_dir)
 
 
+#: Values of ``CI`` (in any case) that make a run a CI run.
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+def in_ci() -> bool:
+    """Whether this is a CI run: ``CI`` is 1, true, yes or on, in any case.
+
+    A CI run must not go green on less than the real thing: no fakeredis, no skipped browser
+    tests. Runners set ``CI`` to different truthy spellings (GitHub "true", others "1").
+    """
+    return os.environ.get("CI", "").strip().lower() in _TRUTHY
+
+
 def find_or_start_redis(log_dir: Path) -> Redis:
-    """``REDIS_URL`` or 127.0.0.1:6379 if it answers; else a redis-server of our own; else
-    fakeredis (a stand-in that speaks the protocol: fine to try things, not to measure them)."""
+    """The Redis at ``REDIS_URL``; else a redis-server of our own; else, outside CI, fakeredis
+    (a stand-in that speaks the protocol: fine to try things, not to measure them).
+
+    Never a Redis it was not given (whatever answers on :6379 may be someone else's data).
+    Under CI, no redis-server and no ``REDIS_URL`` is an error, not a fakeredis run.
+    """
     if url := os.environ.get("REDIS_URL"):
         return Redis(url, "external")
-    if reachable("127.0.0.1", 6379):
-        return Redis("redis://127.0.0.1:6379/0", "external")
     if _which("redis-server"):
         return start_redis_server(log_dir)
+    if in_ci():
+        raise RuntimeError("a CI run needs a real Redis: install redis-server or set REDIS_URL")
+    print("no REDIS_URL and no redis-server: using fakeredis, in this process", file=sys.stderr)
     return start_fakeredis(log_dir)
 
 

@@ -1,8 +1,10 @@
 """Fixtures for browser tests: headless Chromium (Debian's, not a Playwright download) and a
 local cluster of the reference project (Redis, two daphne front-ends, one rpcworker).
 
-Without chromium or the ``playwright`` package the tests skip, except under ``CI=true``, where
-they fail: CI must not go green without having run them (``tools/ensure-chromium`` installs it).
+Without chromium or the ``playwright`` package the tests skip, except in a CI run (``CI`` set to
+1, true, yes or on: :func:`workers.cluster.in_ci`), where they fail: CI must not go green
+without having run them (``tools/ensure-chromium`` installs it). The cluster's Redis comes from
+:func:`workers.cluster.find_or_start_redis`, which refuses fakeredis in a CI run too.
 ``CHROMIUM`` overrides the browser's path.
 """
 
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from workers.cluster import LocalCluster, find_or_start_redis
+from workers.cluster import LocalCluster, find_or_start_redis, in_ci
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket
@@ -26,9 +28,9 @@ PLAYWRIGHT_MISSING = "playwright is not installed (pip install -e '.[test]')"
 
 
 def unavailable(reason: str) -> NoReturn:
-    """Skip: chromium or playwright is missing; but fail under CI=true, which must run them."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true needs the browser tests to run, but {reason}", pytrace=False)
+    """Skip: chromium or playwright is missing; but fail in a CI run, which must run them."""
+    if in_ci():
+        pytest.fail(f"a CI run needs the browser tests to run, but {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -67,9 +68,30 @@ async def call(
     return await receive(communicator)
 
 
-async def silent(communicator: WebsocketCommunicator, timeout: float = 0.1) -> bool:
-    quiet: bool = await communicator.receive_nothing(timeout)
-    return quiet
+async def silent(communicator: WebsocketCommunicator, window: float | None = None) -> bool:
+    """Whether the consumer sends nothing more for the frames it was sent so far.
+
+    Not a silence window, which a late frame outruns on a busy machine: a probe goes after
+    everything sent so far, a call of a method nobody serves (``rpc.*`` names belong to the
+    protocol) with an id of its own. The consumer takes frames in order and answers the probe
+    itself, at once, so whatever it was going to send for the earlier ones comes first: the
+    next frame must be the probe's answer. Work that ends elsewhere (a method still running,
+    a thread) is the test's to wait for, on an event, before asking.
+
+    ``window``: a silence window of that many seconds instead, for a consumer that cannot
+    answer a probe (its reading paused).
+    """
+    if window is not None:
+        quiet: bool = await communicator.receive_nothing(window)
+        return quiet
+    probe_id = f"silent-probe-{next(_probes)}"
+    await send(communicator, request(_PROBE_METHOD, rpc_id=probe_id))
+    first = await receive(communicator)
+    return isinstance(first, dict) and first.get("id") == probe_id and "error" in first
+
+
+_PROBE_METHOD = "rpc.silent-probe"
+_probes = itertools.count()
 
 
 def error(rpc_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

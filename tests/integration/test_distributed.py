@@ -9,8 +9,7 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcErrorCode
-from tests.integration.client import RpcSocket
-from tests.integration.support import ClusterFactory, wait_until
+from tests.integration.support import ClusterFactory, Connect, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -23,10 +22,10 @@ MARGIN = 0.25
 
 
 async def test_ten_half_second_calls_on_one_connection_run_concurrently(
-    cluster_factory: ClusterFactory,
+    cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
     cluster = cluster_factory(frontends=1, workers=2)
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     started = time.monotonic()
     ids = [await sock.request("sleep", [0.5]) for _ in range(10)]
     answers = await sock.wait_for(ids, timeout=5)
@@ -38,11 +37,11 @@ async def test_ten_half_second_calls_on_one_connection_run_concurrently(
 
 
 async def test_kill_9_of_a_busy_worker_answers_every_call_and_the_other_keeps_serving(
-    cluster_factory: ClusterFactory, redis_client: AsyncRedis
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
 ) -> None:
     cluster = cluster_factory(frontends=1, workers=2)
     victim, survivor = cluster.workers
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     sent = {await sock.request("hold", [1.5]): time.monotonic() for _ in range(40)}
     ids = list(sent)
 
@@ -71,10 +70,10 @@ async def test_kill_9_of_a_busy_worker_answers_every_call_and_the_other_keeps_se
 
 @pytest.mark.parametrize("method", ["slow", "sync_slow"])
 async def test_a_method_over_its_timeout_is_answered_on_time(
-    cluster_factory: ClusterFactory, redis_client: AsyncRedis, method: str
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect, method: str
 ) -> None:
     cluster = cluster_factory(frontends=1, workers=1)
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     started = time.monotonic()
     response = await sock.call(method, [3.0])
     elapsed = time.monotonic() - started
@@ -89,11 +88,11 @@ async def test_a_method_over_its_timeout_is_answered_on_time(
 
 
 async def test_a_burst_beyond_queue_capacity_gets_server_busy_and_the_socket_stays_open(
-    cluster_factory: ClusterFactory,
+    cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
     # The worker serves only rpc.default, so nothing drains rpc.narrow (capacity 20).
     cluster = cluster_factory(frontends=1, workers=1, queues=["rpc.default"])
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     ids = [await sock.request("narrow", [0.1]) for _ in range(60)]
     answers = await sock.wait_for(ids, timeout=1.0 + 0.5 + 3)
     codes = [a.response["error"]["code"] for a in answers.values()]
@@ -107,11 +106,11 @@ async def test_a_burst_beyond_queue_capacity_gets_server_busy_and_the_socket_sta
 
 
 async def test_sigterm_finishes_running_calls_and_exits_zero(
-    cluster_factory: ClusterFactory, redis_client: AsyncRedis
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
 ) -> None:
     cluster = cluster_factory(frontends=1, workers=1)
     worker = cluster.workers[0]
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     ids = [await sock.request("hold", [1.0]) for _ in range(10)]
     key = cluster.counter_key(f"started:{worker.pid}")
 
@@ -130,10 +129,12 @@ async def test_sigterm_finishes_running_calls_and_exits_zero(
     await sock.close()
 
 
-async def test_plain_runworker_serves_calls_concurrently(cluster_factory: ClusterFactory) -> None:
+async def test_plain_runworker_serves_calls_concurrently(
+    cluster_factory: ClusterFactory, connect: Connect
+) -> None:
     cluster = cluster_factory(frontends=1, workers=0)
     cluster.start_runworker("rpc.default")
-    sock = await RpcSocket.connect(cluster.url())
+    sock = await connect(cluster.url())
     started = time.monotonic()
     ids = [await sock.request("sleep", [0.5]) for _ in range(10)]
     answers = await sock.wait_for(ids, timeout=5)

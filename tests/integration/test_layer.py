@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, cast
 
 import pytest
 from channels.exceptions import ChannelFull
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
+from redis.asyncio import Redis as AsyncRedis
+from redis.exceptions import ResponseError
 
 from channels_rpc._redis import scripts
 from channels_rpc._redis import sender as sender_module
 from channels_rpc.layers import RedisChannelLayer
-from tests.integration.harness import Redis
+from tests.integration.harness import Proc, Redis
+from workers.cluster import in_ci
 
 pytestmark = pytest.mark.anyio
 
 
 def make_layer(redis: Redis, **config: Any) -> RedisChannelLayer:
     return RedisChannelLayer(hosts=[redis.url], prefix=f"t{uuid.uuid4().hex[:8]}", **config)
+
+
+async def counted(client: AsyncRedis, key: str) -> int:
+    """The byte counter of channel key ``key``."""
+    return int(cast(bytes, await client.get(scripts.byte_counter(key))))
 
 
 @pytest.fixture
@@ -211,3 +221,95 @@ async def test_sends_of_one_turn_share_a_script_call(
     await layer.send("rpc.b", {"type": "x"})
     assert batches[4:] == [1, 1]
     assert len(await layer.receive_many(["rpc.b"], 100, 1.0)) == 43
+
+
+# ---------------------------------------------------------------------------------------------
+# "a normal channel is popped atomically (BZMPOP ... COUNT n on Redis >= 7, BZPOPMIN plus a
+# script on older servers)". An older server is played by a real redis-server whose BZMPOP is
+# renamed away: it answers "unknown command" as Redis 6 does, and the layer must notice.
+
+
+@pytest.fixture
+def redis_before_7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Redis]:
+    if shutil.which("redis-server") is None:
+        if in_ci():
+            pytest.fail("a CI run needs redis-server for the Redis < 7 pop path")
+        pytest.skip("needs redis-server (to rename BZMPOP away)")
+    log_dir = tmp_path_factory.mktemp("redis6")  # short: a Unix socket path has ~100 bytes
+    sock = log_dir / "redis.sock"
+    argv = [
+        "redis-server", "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700",
+        "--save", "", "--appendonly", "no", "--dir", str(log_dir),
+        "--rename-command", "BZMPOP", "",
+    ]  # fmt: skip
+    proc = Proc("redis-before-7", argv, dict(os.environ), log_dir)
+    try:
+        proc.wait_for(r"[Rr]eady to accept connections")
+        yield Redis(f"unix://{sock}", "redis-server", proc=proc)
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+async def old_admin(redis_before_7: Redis) -> AsyncIterator[AsyncRedis]:
+    client = AsyncRedis.from_url(redis_before_7.url)
+    yield client
+    await client.aclose()
+
+
+async def test_a_server_without_bzmpop_is_popped_with_bzpopmin_in_order_and_counted(
+    redis_before_7: Redis, old_admin: AsyncRedis
+) -> None:
+    with pytest.raises(ResponseError, match="unknown command"):
+        await old_admin.bzmpop(0.1, 1, ["x"], min=True)
+    layer = make_layer(redis_before_7)
+    key = layer.prefix + "rpc.old"
+    for n in range(4):
+        await layer.send("rpc.old", {"type": "x", "n": n, "pad": "p" * 10_000})
+    sizes = [len(m) for m in await old_admin.zrange(key, 0, -1)]
+    assert await counted(old_admin, key) == sum(sizes)
+    assert [m["n"] for m in await layer.receive_many(["rpc.old"], 2, 1.0)] == [0, 1]
+    assert layer.popper.bzmpop is False  # found out at the first pop, which still delivered
+    assert await counted(old_admin, key) == sum(sizes)  # owed until the next pop of the key
+    assert [m["n"] for m in await layer.receive_many(["rpc.old"], 1, 1.0)] == [2]
+    assert await counted(old_admin, key) == sum(sizes[2:])  # the first pop's bytes, settled
+    # One pop takes from several queues, earlier ones first, each oldest first.
+    await layer.send("rpc.other", {"type": "x", "n": 10})
+    await layer.send("rpc.other", {"type": "x", "n": 11})
+    taken = await layer.receive_many(["rpc.old", "rpc.other"], 10, 1.0)
+    assert [m["n"] for m in taken] == [3, 10, 11]
+    assert await layer.receive_within(["rpc.old", "rpc.other"], 0.1) is None
+    await layer.flush()
+
+
+async def test_competing_receivers_of_a_server_without_bzmpop_get_each_message_once(
+    redis_before_7: Redis,
+) -> None:
+    sender = make_layer(redis_before_7)
+    receivers = [make_layer(redis_before_7) for _ in range(3)]
+    for receiver in receivers:
+        receiver.prefix = sender.prefix
+    total = 1500
+    got: list[list[dict[str, Any]]] = [[] for _ in receivers]
+    done = asyncio.Event()
+
+    async def drain(mine: list[dict[str, Any]], receiver: RedisChannelLayer) -> None:
+        while not done.is_set():
+            mine.extend(await receiver.receive_many(["rpc.a", "rpc.b"], 10, 0.2))
+            if sum(map(len, got)) >= total:
+                done.set()
+
+    tasks = [asyncio.create_task(drain(mine, r)) for mine, r in zip(got, receivers, strict=True)]
+    for n in range(total):
+        await sender.send("rpc.a" if n % 2 else "rpc.b", {"type": "rpc.request", "n": n})
+    await asyncio.wait_for(done.wait(), 30)
+    await asyncio.gather(*tasks)
+    assert sorted(m["n"] for mine in got for m in mine) == list(range(total))
+    for mine in got:  # each pop takes the oldest: what one receiver got of a queue is in order
+        for parity in (0, 1):
+            numbers = [m["n"] for m in mine if m["n"] % 2 == parity]
+            assert numbers == sorted(numbers)
+    assert [r.popper.bzmpop for r in receivers] == [False] * 3
+    for receiver in receivers:
+        await receiver.close_pools()
+    await sender.flush()

@@ -63,7 +63,9 @@ async def test_cancelling_a_running_call_answers_at_once_and_stops_it_in_the_wor
     await wait_until(finally_ran, timeout=5)
     print(f"\nrpc.cancel of a running 10 s call: -32800 after {latency * 1000:.1f} ms")
     assert answer.response["error"]["code"] == JsonRpcErrorCode.REQUEST_CANCELLED
-    assert latency < 0.5
+    # At once: not when the call would have ended (10 s; its timeout is 30 s); typically a few
+    # ms. 2 s leaves a busy 2-core machine room, and no other way to answer it.
+    assert latency < 2.0
     assert int(await redis_client.get(cluster.counter_key("cancellable-completed")) or 0) == 0
     assert (await sock.call("pid"))["result"] == cluster.workers[0].pid  # nothing else came
     assert len(sock.frames) == 2

@@ -81,11 +81,22 @@ async def test_the_listener_joins_the_group_receives_group_sends_and_leaves_on_s
 
 async def test_without_a_control_handler_no_group_is_joined() -> None:
     layer = InMemoryChannelLayer()
-    runtime = WorkerRuntime(layer, idle, concurrency=1, control_group=GROUP)
+    handled = asyncio.Event()
+
+    async def handle(message: dict[str, Any]) -> None:
+        handled.set()
+
+    runtime = WorkerRuntime(layer, handle, concurrency=1, control_group=GROUP)
     runtime.serve([QUEUE])
-    await asyncio.sleep(0.02)
-    assert layer.groups == {}
-    await runtime.stop(0)
+    try:
+        # A request went through: the loop runs, and a listener started with it (before the
+        # puller took anything) would have joined by now.
+        await layer.send(QUEUE, {"type": "rpc.request"})
+        with anyio.fail_after(2):
+            await handled.wait()
+        assert layer.groups == {}
+    finally:
+        await runtime.stop(0)
 
 
 async def test_control_messages_arrive_while_every_slot_is_busy() -> None:

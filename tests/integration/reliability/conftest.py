@@ -1,17 +1,13 @@
-"""Fixtures of the reliability suite: client sockets closed after each test, private clusters."""
+"""Fixtures of the reliability suite: clusters on a Redis of the test's own."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.client import RpcSocket
 from tests.integration.harness import Cluster, Redis
-from tests.integration.support import Connect
 
 
 @pytest.fixture
@@ -27,19 +23,3 @@ def private_cluster(
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             request.node.add_report_section("call", "cluster logs", cluster.logs())
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Connect]:
-    """Opens client sockets and closes whatever is left open after the test."""
-    opened: list[RpcSocket] = []
-
-    async def open_socket(url: str) -> RpcSocket:
-        sock = await RpcSocket.connect(url)
-        opened.append(sock)
-        return sock
-
-    yield open_socket
-    for sock in opened:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(sock.close(), 5)

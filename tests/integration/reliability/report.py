@@ -18,6 +18,7 @@ class Figure:
     id: str
     measured: str
     passed: bool
+    skipped: bool = False  # the test did not run (a skip): not a pass, not a failure
 
 
 @dataclass
@@ -25,9 +26,9 @@ class Figures:
     path: Path | None = None
     rows: list[Figure] = field(default_factory=list)
 
-    def record(self, test_id: str, measured: str, passed: bool) -> None:
+    def record(self, test_id: str, measured: str, passed: bool, *, skipped: bool = False) -> None:
         assert test_id in PLAN, f"{test_id} is not in the plan"
-        figure = Figure(test_id, measured, passed)
+        figure = Figure(test_id, measured, passed, skipped)
         self.rows.append(figure)
         if self.path is not None:
             with self.path.open("a") as out:
@@ -51,9 +52,20 @@ class Figures:
         for test_id, (what, target) in PLAN.items():
             rows = by_id.get(test_id, [])
             measured = "; ".join(row.measured for row in rows) or "not run"
-            result = ("pass" if all(r.passed for r in rows) else "FAIL") if rows else "-"
-            lines.append(f"| {test_id} | {what} | {target} | {measured} | {result} |")
+            lines.append(f"| {test_id} | {what} | {target} | {measured} | {verdict(rows)} |")
         return "\n".join(lines)
+
+
+def verdict(rows: list[Figure]) -> str:
+    """FAIL if any row failed; "pass" only for rows that ran, and says how many did not."""
+    if not rows:
+        return "-"
+    if not all(row.passed for row in rows):
+        return "FAIL"
+    skipped = sum(row.skipped for row in rows)
+    if skipped == len(rows):
+        return "skipped"
+    return f"pass ({skipped} skipped)" if skipped else "pass"
 
 
 def load(path: Path) -> Figures:

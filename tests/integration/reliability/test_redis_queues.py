@@ -1,7 +1,7 @@
 """The Redis queue path under attack (reliability plan T30, T32, T33, T34; issue 10 items 3, 5-7).
 
-Real daphne, rpcworker and redis-server processes. Each test records what it measured with
-``figures.record``, the figure before the fix in parentheses, then asserts the plan's target.
+Real daphne, rpcworker and redis-server processes. Each test records what it measured, the
+figure before the fix in parentheses, with ``figures.check``: its verdict is the test's asserts.
 """
 
 from __future__ import annotations
@@ -143,9 +143,13 @@ async def test_t30_cancels_with_a_deep_backlog_leave_redis_responsive(
         f"p50 54 ms, p99 126 ms, 6 calls unanswered in 30 s; 0.3 -> 130 ms with 75 MB in the "
         f"issue)"
     )
-    passed = p50 < 5.0 and cancelled == len(ids) and left == 0
-    figures.record("T30", measured, passed)
-    assert passed, measured
+    figures.check(
+        "T30",
+        measured,
+        redis_ping_p50_under_5_ms=p50 < 5.0,
+        every_call_answered_32800=cancelled == len(ids),
+        every_cancelled_call_withdrawn=left == 0,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -202,9 +206,12 @@ async def test_t32_calls_answered_busy_while_redis_stalls_never_run(
         f"(before the fix: 4 of them ran, with the first send after the stall; one ran 9.6 s "
         f"later in the issue)"
     )
-    passed = len(refused) >= 5 and not ran
-    figures.record("T32", measured, passed)
-    assert passed, measured
+    figures.check(
+        "T32",
+        measured,
+        the_5_stalled_calls_answered_32010=len(refused) >= 5,
+        no_call_answered_32010_ran=not ran,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -250,15 +257,15 @@ async def test_t33_redis_maxmemory_holds_and_refusals_are_busy(
         f"-32010 {sorted(reasons)}, codes {codes} (before the fix: 46.0 MiB here, none refused; "
         f"29.5 MiB with a 6.6 MiB limit in the issue)"
     )
-    passed = (
-        peak <= limit + 2 * MiB
-        and len(got) == 200
-        and len(busy) > 0
-        and set(codes) <= {BUSY, *UNTAKEN}
-    )
     await private_client.config_set("maxmemory", 0)
-    figures.record("T33", measured, passed)
-    assert passed, measured
+    figures.check(
+        "T33",
+        measured,
+        redis_peak_within_2_mib_of_the_limit=peak <= limit + 2 * MiB,
+        all_200_answered=len(got) == 200,
+        some_refused_32010=len(busy) > 0,
+        only_busy_or_untaken_errors=set(codes) <= {BUSY, *UNTAKEN},
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -308,6 +315,11 @@ async def test_t34_a_queue_holds_no_more_than_its_byte_capacity(
         f"(before the fix: no byte bound, 19.1 MiB of the 20 MB queued; capacity counted "
         f"messages only)"
     )
-    passed = queued <= cap and len(got) == 100 and len(busy) > 0 and "result" in after
-    figures.record("T34", measured, passed)
-    assert passed, measured
+    figures.check(
+        "T34",
+        measured,
+        queue_within_its_byte_capacity=queued <= cap,
+        all_100_answered=len(got) == 100,
+        some_refused_32010=len(busy) > 0,
+        calls_accepted_after_draining="result" in after,
+    )

@@ -27,6 +27,7 @@ from redis.asyncio import Redis as AsyncRedis
 from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import Answer, RpcSocket
 from tests.integration.harness import Cluster, Redis
+from tests.integration.reliability.report import Figures
 from tests.integration.support import Connect
 
 pytestmark = pytest.mark.anyio
@@ -211,8 +212,12 @@ async def first_success(sock: RpcSocket, timeout: float) -> float | None:
 
 
 @pytest.mark.parametrize("kind", ["blackholed port", "paused Redis"])
-async def test_a_stalled_redis_costs_one_layer_timeout_then_the_breaker_answers_at_once(
-    cluster_on: Callable[[str], Cluster], private_redis: Redis, connect: Connect, kind: str
+async def test_t47_a_stalled_redis_costs_one_layer_timeout_then_the_breaker_answers(
+    cluster_on: Callable[[str], Cluster],
+    private_redis: Redis,
+    connect: Connect,
+    figures: Figures,
+    kind: str,
 ) -> None:
     async with stalled_by(kind, private_redis) as (redis, url):
         cluster = cluster_on(url)
@@ -240,21 +245,23 @@ async def test_a_stalled_redis_costs_one_layer_timeout_then_the_breaker_answers_
         sentinel = await sock.call("fault_record", [uuid.uuid4().hex])
     ran = await executions(private_redis, cluster, tokens)
     answers = {reason(a) for a in refused.values()}
-    print(
-        f"\n{kind}: the first call answered {reason(first)} after {waited:.2f} s "
+    busy = (JsonRpcErrorCode.SERVER_BUSY, UNAVAILABLE)
+    measured = (
+        f"{kind}: the first call answered {reason(first)} after {waited:.2f} s "
         f"(LAYER_TIMEOUT {LAYER_TIMEOUT} s); the next 5 {sorted(answers, key=str)} within "
         f"{slowest * 1000:.0f} ms; calls served again {back_after and round(back_after, 2)} s "
-        f"after Redis answered; "
-        f"{ran} of the 6 refused calls ran"
+        f"after Redis answered; {ran} of the 6 refused calls ran"
     )
-    busy = (JsonRpcErrorCode.SERVER_BUSY, UNAVAILABLE)
-    assert reason(first) == busy
-    assert LAYER_TIMEOUT <= waited <= LAYER_TIMEOUT + MARGIN, "not one LAYER_TIMEOUT wait"
-    assert answers == {busy}
-    assert slowest <= MARGIN, "the breaker let calls wait for the layer again"
-    assert back_after is not None, "calls never worked again"
-    assert back_after <= COOLDOWN + 1.0
-    assert sentinel.get("result") == worker.pid
-    assert ran == 0, "a call answered -32010 ran"
-    assert sock.open
-    assert all(p.alive for p in [*cluster.frontends, *cluster.workers])
+    figures.check(
+        "T47",
+        measured,
+        first_call_refused_with_the_reason=reason(first) == busy,
+        one_layer_timeout_wait=LAYER_TIMEOUT <= waited <= LAYER_TIMEOUT + MARGIN,
+        the_next_refused_alike=answers == {busy},
+        the_breaker_answers_at_once=slowest <= MARGIN,
+        calls_work_again=back_after is not None and back_after <= COOLDOWN + 1.0,
+        a_later_call_runs_in_the_worker=sentinel.get("result") == worker.pid,
+        no_refused_call_ran=ran == 0,
+        socket_open=sock.open,
+        processes_alive=all(p.alive for p in [*cluster.frontends, *cluster.workers]),
+    )

@@ -2,7 +2,8 @@
 
 daphne, ``rpcworker`` and redis-server, with the reference project's methods (/ws/rpc/) and the
 probes of ``tests.project.hardening`` (/ws/test/). Tests wait on answers and process output,
-never on fixed sleeps, and record what they measured with ``figures.record`` before asserting.
+never on fixed sleeps, and record what they measured with ``figures.check``, whose verdict is
+the test's asserts.
 """
 
 from __future__ import annotations
@@ -117,12 +118,14 @@ async def test_t36_sys_exit_and_keyboard_interrupt_in_a_method_are_that_calls_er
         "(before the fix: the first sys.exit() ended the worker, exit status 0, no log line; "
         "every call then got -32012 at its deadline, 0/4 answered by the worker)"
     )
-    passed = all(o.endswith(": -32000") for o in outcomes) and all(served) and logged == 4
-    figures.record("T36", measured, passed)
     print(f"\nT36: {measured}")
-    assert outcomes == [f"{m}({k}): -32000" for m, k in cases]
-    assert all(served)
-    assert logged == 4
+    figures.check(
+        "T36",
+        measured,
+        each_call_answered_32000=outcomes == [f"{m}({k}): -32000" for m, k in cases],
+        same_worker_serves_after_each=all(served),
+        each_logged_with_its_exception=logged == 4,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -169,26 +172,23 @@ async def test_t38_sync_methods_that_never_return_keep_the_threads_bounded(
         f"{status} ({said[:90]!r}) (before the fix: 2 -> 302 threads (+300), 300 timed out, "
         "0 refused, rpchealth exit 0 'healthy'; the issue: 289 threads at concurrency 32)"
     )
-    passed = (
-        peak - before <= concurrency + 2
-        and timeouts == concurrency
-        and busy == 300 - concurrency
-        and async_ok
-        and status == 1
-    )
-    figures.record("T38", measured, passed)
     print(f"\nT38: {measured}")
-    assert len(codes) == 300
-    assert peak - before <= concurrency + 2  # the pool, plus the odd thread of the runtime's own
-    assert timeouts == concurrency
-    assert busy == 300 - concurrency
-    assert reasons == {
-        "all 8 threads for sync methods are busy, 8 of them in calls that timed out "
-        "(never_returns x8)"
-    }
-    assert async_ok
-    assert status == 1
-    assert "stuck" in said
+    figures.check(
+        "T38",
+        measured,
+        all_300_answered=len(codes) == 300,
+        # The pool, plus the odd thread of the runtime's own.
+        threads_grew_by_at_most_the_pool_and_2=peak - before <= concurrency + 2,
+        one_timeout_per_thread=timeouts == concurrency,
+        the_rest_refused_32010=busy == 300 - concurrency,
+        refusals_say_why=reasons
+        == {
+            "all 8 threads for sync methods are busy, 8 of them in calls that timed out "
+            "(never_returns x8)"
+        },
+        async_calls_still_served=async_ok,
+        rpchealth_says_stuck=status == 1 and "stuck" in said,
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,12 +213,15 @@ async def test_t46_a_raising_methods_text_cannot_forge_worker_log_lines(
         "traceback kept: "
         f"{'Traceback (most recent call last)' in worker.output()} (before the fix: 2 forged lines)"
     )
-    figures.record("T46", measured, not forged and escaped)
     print(f"\nT46: {measured}")
-    assert code(answer) == JsonRpcErrorCode.GENERIC_APPLICATION_ERROR
-    assert forged == []
-    assert escaped
-    assert "\x1b" not in worker.output()
+    figures.check(
+        "T46",
+        measured,
+        answered_32000=code(answer) == JsonRpcErrorCode.GENERIC_APPLICATION_ERROR,
+        no_forged_line=forged == [],
+        exception_line_escaped=escaped,
+        no_escape_character_logged="\x1b" not in worker.output(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,28 +271,21 @@ async def test_t28_non_ascii_answers_and_pushes_fit_and_oversized_ones_are_refus
         "1,200,036 B frame refused by daphne and the socket silenced; publish: 0/5 received, "
         "0/5 then answered; the 1 MiB result silenced its socket; the push silenced 3/3)"
     )
-    passed = (
-        echoed.get("result") == "é" * 200_000
-        and echo_frame < 400_100
-        and pushes == 5
-        and own == [3] * 5
-        and code(too_big) == JsonRpcErrorCode.RESPONSE_TOO_LARGE
-        and probe_serves
-        and code(shouted) == JsonRpcErrorCode.RESPONSE_TOO_LARGE
-        and all(heard)
-        and largest <= MIB
-    )
-    figures.record("T28", measured, passed)
     print(f"\nT28: {measured}")
-    assert echoed.get("result") == "é" * 200_000
-    assert echo_frame < 400_100
-    assert published.get("result") is True
-    assert pushes == 5
-    assert own == [3] * 5
-    assert code(too_big) == JsonRpcErrorCode.RESPONSE_TOO_LARGE
-    assert too_big["error"]["data"]["limit"] == MIB
-    assert probe_serves
-    assert code(shouted) == JsonRpcErrorCode.RESPONSE_TOO_LARGE
-    assert shouted["error"]["data"]["what"] == "push"
-    assert all(heard)
-    assert largest <= MIB
+    figures.check(
+        "T28",
+        measured,
+        echo_answered=echoed.get("result") == "é" * 200_000,
+        echo_sent_as_utf8_not_escapes=echo_frame < 400_100,
+        published=published.get("result") is True,
+        all_5_subscribers_got_the_push=pushes == 5,
+        subscribers_serve_on=own == [3] * 5,
+        a_1_mib_result_answered_32014=code(too_big) == JsonRpcErrorCode.RESPONSE_TOO_LARGE
+        and too_big["error"].get("data", {}).get("limit") == MIB,
+        its_socket_serves_on=probe_serves,
+        an_oversized_push_refused_in_the_publisher=code(shouted)
+        == JsonRpcErrorCode.RESPONSE_TOO_LARGE
+        and shouted["error"].get("data", {}).get("what") == "push",
+        listeners_serve_on=all(heard),
+        no_frame_over_1_mib=largest <= MIB,
+    )
