@@ -31,13 +31,6 @@ def make_layer(redis: Redis, **config: Any) -> RedisChannelLayer:
 
 
 @pytest.fixture
-async def admin(redis_server: Redis) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis.from_url(redis_server.url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 async def private_admin(private_redis: Redis) -> AsyncIterator[AsyncRedis]:
     client = AsyncRedis.from_url(private_redis.url)
     yield client
@@ -85,25 +78,25 @@ async def fill(layer: RedisChannelLayer, channel: str, count: int, size: int) ->
 # Item 3: withdraw costs O(log N)
 
 
-async def withdraw_usec(layer: RedisChannelLayer, admin: AsyncRedis, channel: str) -> float:
+async def withdraw_usec(layer: RedisChannelLayer, redis_client: AsyncRedis, channel: str) -> float:
     """Redis' own microseconds per withdraw of one message queued behind the whole backlog."""
     handles = [await enqueued(layer, channel, {"type": "x", "n": n}) for n in range(200)]
-    before = (await admin.info("commandstats"))["cmdstat_evalsha"]["usec"]
+    before = (await redis_client.info("commandstats"))["cmdstat_evalsha"]["usec"]
     for handle in handles:
         assert await layer.withdraw(channel, [handle]) == 1
-    after = (await admin.info("commandstats"))["cmdstat_evalsha"]["usec"]
+    after = (await redis_client.info("commandstats"))["cmdstat_evalsha"]["usec"]
     return float(after - before) / len(handles)
 
 
 async def test_withdraw_cost_does_not_grow_with_the_queue(
-    redis_server: Redis, admin: AsyncRedis
+    redis_server: Redis, redis_client: AsyncRedis
 ) -> None:
     needs_redis_server(redis_server)
     layer = make_layer(redis_server, capacity=100_000)
     await fill(layer, "rpc.short", 1_000, 200)
     await fill(layer, "rpc.long", 20_000, 200)
-    short = await withdraw_usec(layer, admin, "rpc.short")
-    long = await withdraw_usec(layer, admin, "rpc.long")
+    short = await withdraw_usec(layer, redis_client, "rpc.short")
+    long = await withdraw_usec(layer, redis_client, "rpc.long")
     # O(log N): about the same cost; reading the queue (before) cost 20 times as much.
     assert long < 3 * short + 20, f"{short:.1f} us per withdraw at 1k queued, {long:.1f} at 20k"
     await layer.flush()
@@ -113,8 +106,8 @@ async def test_withdraw_cost_does_not_grow_with_the_queue(
 # Item 5: a send whose caller gave up is never sent
 
 
-async def pause_writes(admin: AsyncRedis, ms: int) -> None:
-    await admin.client_pause(ms, all=False)  # CLIENT PAUSE ms WRITE
+async def pause_writes(redis_client: AsyncRedis, ms: int) -> None:
+    await redis_client.client_pause(ms, all=False)  # CLIENT PAUSE ms WRITE
 
 
 async def queued(layer: RedisChannelLayer, channel: str) -> list[Any]:
@@ -223,7 +216,7 @@ async def slow_answers(redis_server: Redis) -> AsyncIterator[SlowAnswers]:
 
 
 async def test_a_send_whose_answer_came_after_its_limit_is_withdrawn(
-    redis_server: Redis, admin: AsyncRedis, slow_answers: SlowAnswers
+    redis_server: Redis, redis_client: AsyncRedis, slow_answers: SlowAnswers
 ) -> None:
     layer = make_layer(Redis(await slow_answers.start(), "relay"))
     await layer.send("rpc.late", {"type": "x", "n": "warm"})  # scripts loaded, pool open
@@ -232,11 +225,11 @@ async def test_a_send_whose_answer_came_after_its_limit_is_withdrawn(
     slow_answers.delay = 0.5
     with pytest.raises(TimeoutError):
         await layer.enqueue("rpc.late", {"type": "x", "n": 1}, timeout=0.2)
-    assert await admin.zcard(key) == 1  # Redis took it; its answer was lost
+    assert await redis_client.zcard(key) == 1  # Redis took it; its answer was lost
     slow_answers.delay = 0.0
 
     async def withdrawn() -> bool:
-        return int(await admin.zcard(key)) == 0
+        return int(await redis_client.zcard(key)) == 0
 
     await wait_until(withdrawn, 10)  # once Redis' clock had passed the limit
     assert await queued(layer, "rpc.late") == []
@@ -244,7 +237,7 @@ async def test_a_send_whose_answer_came_after_its_limit_is_withdrawn(
 
 
 async def test_a_batch_answered_after_its_senders_gave_up_is_withdrawn(
-    redis_server: Redis, admin: AsyncRedis, slow_answers: SlowAnswers
+    redis_server: Redis, redis_client: AsyncRedis, slow_answers: SlowAnswers
 ) -> None:
     layer = make_layer(Redis(await slow_answers.start(), "relay"))
     await asyncio.gather(*(layer.send("rpc.late", {"type": "x", "n": "warm"}) for _ in range(3)))
@@ -258,34 +251,34 @@ async def test_a_batch_answered_after_its_senders_gave_up_is_withdrawn(
         return_exceptions=True,
     )
     assert all(isinstance(o, TimeoutError) for o in outcomes), outcomes
-    assert await admin.zcard(key) == 3
+    assert await redis_client.zcard(key) == 3
     slow_answers.delay = 0.0
 
     async def withdrawn() -> bool:
-        return int(await admin.zcard(key)) == 0
+        return int(await redis_client.zcard(key)) == 0
 
     await wait_until(withdrawn, 10)
     await layer.flush()
 
 
 async def test_the_send_script_refuses_a_message_past_its_limit_on_redis_clock(
-    redis_server: Redis, admin: AsyncRedis
+    redis_server: Redis, redis_client: AsyncRedis
 ) -> None:
     key = f"t{uuid.uuid4().hex[:8]}rpc.limit"
-    now = await redis_time(admin)
+    now = await redis_time(redis_client)
     keys = [key, scripts.byte_counter(key)]
     # One key (capacity 10 messages and 10,000 bytes), 3 messages: past their time limit,
     # within it, without one.
     args = [60, "10 10000 3", b"m1", repr(now - 1), b"m2", repr(now + 30), b"m3", ""]
-    late, on_time, unlimited = await scripts.SEND_MANY(admin, keys, args)
+    late, on_time, unlimited = await scripts.SEND_MANY(redis_client, keys, args)
     assert late == -3
     assert now * 1e6 - 1 <= on_time <= unlimited  # microseconds (the next: within one more)
-    pairs: Any = await admin.zrange(key, 0, -1, withscores=True)
+    pairs: Any = await redis_client.zrange(key, 0, -1, withscores=True)
     (m2, s2), (m3, s3) = pairs
     assert (m2, m3) == (b"m2", b"m3")
     assert abs(s2 * 1e6 - on_time) < 2
     assert abs(s3 * 1e6 - unlimited) < 2
-    await admin.delete(key, scripts.byte_counter(key))
+    await redis_client.delete(key, scripts.byte_counter(key))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -367,21 +360,23 @@ async def test_message_capacity_refusals_say_so(redis_server: Redis) -> None:
     await layer.flush()
 
 
-async def test_the_byte_counter_follows_the_queue(redis_server: Redis, admin: AsyncRedis) -> None:
+async def test_the_byte_counter_follows_the_queue(
+    redis_server: Redis, redis_client: AsyncRedis
+) -> None:
     layer = make_layer(redis_server, expiry=1)
     key = layer.prefix + "rpc.count"
     handles = [await enqueued(layer, "rpc.count", {"type": "x", "n": n}) for n in range(3)]
-    members = await admin.zrange(key, 0, -1)
-    assert await counted(admin, key) == sum(map(len, members))
-    assert 0 < await admin.ttl(scripts.byte_counter(key)) <= 1  # expires with its queue
+    members = await redis_client.zrange(key, 0, -1)
+    assert await counted(redis_client, key) == sum(map(len, members))
+    assert 0 < await redis_client.ttl(scripts.byte_counter(key)) <= 1  # expires with its queue
     await layer.withdraw("rpc.count", handles[:1])
-    assert await counted(admin, key) == sum(map(len, members[1:]))
+    assert await counted(redis_client, key) == sum(map(len, members[1:]))
     await layer.send("rpc.other", {"type": "x"})
     await asyncio.sleep(1.2)  # the subject: messages expiring while queued (expiry is 1 s)
     await layer.send("rpc.count", {"type": "x", "n": 9})  # expired ones go, with their bytes
-    members = await admin.zrange(key, 0, -1)
+    members = await redis_client.zrange(key, 0, -1)
     assert len(members) == 1
-    assert await counted(admin, key) == len(members[0])
+    assert await counted(redis_client, key) == len(members[0])
     await layer.flush()
 
 
@@ -390,7 +385,7 @@ async def test_the_byte_counter_follows_the_queue(redis_server: Redis, admin: As
 
 
 async def test_scripts_take_time_from_redis_not_the_sender(
-    redis_server: Redis, admin: AsyncRedis, monkeypatch: pytest.MonkeyPatch
+    redis_server: Redis, redis_client: AsyncRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if redis_server.kind == "fakeredis":
         pytest.skip("an in-process fakeredis reads the patched clock too")
@@ -404,8 +399,8 @@ async def test_scripts_take_time_from_redis_not_the_sender(
     monkeypatch.setattr(time, "time", lambda: real_time() + 65)
     await ahead.send("rpc.clock", {"type": "x", "n": 2})
     monkeypatch.undo()
-    now = await redis_time(admin)
-    pairs: Any = await admin.zrange(receiver.prefix + "rpc.clock", 0, -1, withscores=True)
+    now = await redis_time(redis_client)
+    pairs: Any = await redis_client.zrange(receiver.prefix + "rpc.clock", 0, -1, withscores=True)
     scores = [score for _, score in pairs]
     assert all(abs(s - now) < 5 for s in scores), scores
     assert await queued(receiver, "rpc.clock") == [1, 2]
@@ -414,7 +409,7 @@ async def test_scripts_take_time_from_redis_not_the_sender(
 
 
 async def test_a_group_send_from_a_host_ahead_expires_nothing_of_its_members(
-    redis_server: Redis, admin: AsyncRedis, monkeypatch: pytest.MonkeyPatch
+    redis_server: Redis, redis_client: AsyncRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # channels-redis' group_send expires every member key's messages on the pusher's clock:
     # a worker 65 s ahead pushing to a group wiped the answers waiting for its members.
@@ -431,8 +426,8 @@ async def test_a_group_send_from_a_host_ahead_expires_nothing_of_its_members(
     await ahead.group_send("news", {"type": "rpc.push", "n": 2})
     monkeypatch.undo()
     key = frontend.prefix + frontend.non_local_name(channel)
-    now = await redis_time(admin)
-    pairs: Any = await admin.zrange(key, 0, -1, withscores=True)
+    now = await redis_time(redis_client)
+    pairs: Any = await redis_client.zrange(key, 0, -1, withscores=True)
     scores = [score for _, score in pairs]
     assert len(scores) == 2
     assert all(abs(score - now) < 5 for score in scores), scores
@@ -489,7 +484,7 @@ async def test_the_plain_scripts_run_where_shebangs_are_refused(
 
 
 async def test_the_pop_path_of_redis_before_7_keeps_the_counters_too(
-    redis_server: Redis, admin: AsyncRedis
+    redis_server: Redis, redis_client: AsyncRedis
 ) -> None:
     # Redis < 7 has no BZMPOP: BZPOPMIN, then a script for the rest. What it takes is
     # subtracted from the byte counter the same way, with a later pop.
@@ -500,8 +495,8 @@ async def test_the_pop_path_of_redis_before_7_keeps_the_counters_too(
         await layer.send("rpc.old", {"type": "x", "n": n, "pad": "p" * 10_000})
     assert [m["n"] for m in await layer.receive_many(["rpc.old"], 2, 1.0)] == [0, 1]
     await layer.send("rpc.old", {"type": "x", "n": 3})
-    before = await counted(admin, key)
+    before = await counted(redis_client, key)
     assert [m["n"] for m in await layer.receive_many(["rpc.old"], 1, 1.0)] == [2]
-    assert await counted(admin, key) < before - 20_000  # the first pop's bytes, settled
+    assert await counted(redis_client, key) < before - 20_000  # the first pop's bytes, settled
     assert layer.popper.bzmpop is False
     await layer.flush()
