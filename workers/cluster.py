@@ -138,13 +138,21 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then SIGKILL after ``timeout``; returns the exit status."""
+        self.terminate()
+        return self.wait_stopped(timeout)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM): a worker drains, daphne closes its sockets."""
         if self.alive:
             self.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.send_signal(signal.SIGKILL)
-                self.popen.wait(timeout)
+
+    def wait_stopped(self, timeout: float = 10.0) -> int:
+        """Wait for it to exit after :meth:`terminate`, SIGKILL after ``timeout``."""
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout)
         self._reader.join(5)
         return self.popen.returncode
 
@@ -321,9 +329,13 @@ class LocalCluster:
         return f"ws://127.0.0.1:{self.ports[frontend]}{path}"
 
     def stop(self) -> None:
-        """Stop every process this cluster started (workers first: they drain)."""
-        for proc in [*self.workers, *self.frontends]:
-            proc.stop()
+        """Stop every process this cluster started: the workers first (they drain, all at
+        once, each within its grace), then the front-ends."""
+        for group in (self.workers, self.frontends):
+            for proc in group:
+                proc.terminate()
+            for proc in group:
+                proc.wait_stopped()
 
     def logs(self) -> str:
         return "\n".join(

@@ -84,7 +84,7 @@ PLAN: dict[str, tuple[str, str]] = {
         "executions in {0, 1}; all answered by T + grace + 0.25 s",
     ),
     "T25": ("10 connections x 1,000 calls, same ids", "0 misrouted, duplicated or missing"),
-    "T26": ("Group expiry 5 s, connection held 20 s", "100% of pushes delivered"),
+    "T26": ("Group expiry 2 s, connection held 8 s", "100% of pushes delivered"),
     "T27": (
         "RFC 6455 subset on a raw socket",
         "1007/1002 or TCP dropped < 1 s; every ping ponged; close echoed",

@@ -1040,6 +1040,7 @@ async def test_t18_long_1000_idle_connections_survive_two_ping_periods(
     await run_idle_connections(cluster_factory, figures, 1000)
 
 
+@pytest.mark.long  # 15 s of cycles: make reliability (T18 idle runs in make test)
 @pytest.mark.timeout(180)
 async def test_t18_connect_disconnect_cycles_do_not_grow_daphne(
     cluster_factory: ClusterFactory, figures: Figures
