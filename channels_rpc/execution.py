@@ -32,7 +32,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from channels_rpc._compat import timeout as _timeout
 from channels_rpc.context import RpcContext
@@ -45,6 +45,7 @@ from channels_rpc.exceptions import (
 )
 from channels_rpc.logsafe import protect
 from channels_rpc.protocol import (
+    MAX_ID_LENGTH,
     dumps,
     encode_error,
     encode_id,
@@ -96,6 +97,11 @@ def timeout_error(timeout: float | None) -> Outcome:
     return Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR, data={"timeout": timeout})
 
 
+#: Bytes an answer frame adds to its body at most: the envelope and the longest id, whose
+#: characters (MAX_ID_LENGTH of them) are at most six-byte escapes each.
+_LARGEST_FRAME_AROUND_A_BODY: Final = len(result_frame('""', "")) + 6 * MAX_ID_LENGTH
+
+
 class _TimedOut(Exception):
     pass
 
@@ -139,7 +145,7 @@ class Executor:
             logger.info("call %r expired in the queue; not started", call.method)
             return timeout_error(call.timeout)
         outcome = await self._run(call, spec, params, context, encoder, remaining)
-        return self._sized(spec, outcome, encode_id(context.rpc_id))
+        return self._sized(spec, outcome, context.rpc_id)
 
     async def _run(
         self,
@@ -223,12 +229,15 @@ class Executor:
             return Outcome.error(JsonRpcErrorCode.PARSE_RESULT_ERROR, "Failed to serialize result")
         return Outcome(True, body)
 
-    def _sized(self, spec: MethodSpec, outcome: Outcome, id_json: str) -> Outcome:
+    def _sized(self, spec: MethodSpec, outcome: Outcome, rpc_id: Any) -> Outcome:
         """``outcome``, or -32014 if the frame the client would get is over the size limit."""
         if self._max_size is None:
             return outcome
+        body = utf8_size(outcome.body)
+        if body + _LARGEST_FRAME_AROUND_A_BODY <= self._max_size:
+            return outcome  # whatever the id: the usual case, without encoding the id again
         frame = result_frame if outcome.ok else error_frame
-        size = utf8_size(frame(id_json, "")) + utf8_size(outcome.body)
+        size = utf8_size(frame(encode_id(rpc_id), "")) + body
         if size <= self._max_size:
             return outcome
         logger.warning(

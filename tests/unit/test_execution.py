@@ -17,6 +17,7 @@ from channels_rpc.context import RpcContext
 from channels_rpc.envelope import Call
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome, timeout_error
+from channels_rpc.protocol import MAX_ID_LENGTH
 from channels_rpc.registry import MethodSpec, register
 from channels_rpc.threads import ThreadPool
 
@@ -645,6 +646,27 @@ async def test_the_whole_answer_frame_is_measured_against_the_limit(size: int, o
             "message": "Response Too Large: 101 bytes, over the limit of 100",
             "data": {"size": 101, "limit": 100, "what": "response"},
         }
+
+
+@pytest.mark.parametrize("fits", [True, False])
+async def test_the_longest_id_is_counted_in_the_frame(fits: bool) -> None:
+    # The worker skips encoding the id when no id could push the frame over: the bound it
+    # uses must hold for the longest id, 256 characters that are all six-byte escapes.
+    rpc_id = "\u0001" * MAX_ID_LENGTH
+    around = len(('{"jsonrpc":"2.0","id":' + json.dumps(rpc_id) + ',"result":}').encode())
+    limit = 10_000
+    text = "x" * (limit - around - 2 + (0 if fits else 1))  # 2: the quotes of the result
+
+    async def big() -> str:
+        return text
+
+    call = make_call()
+    context = RpcContext(Handle(), call.method, rpc_id, False, scope={"path": "/"})
+    executor = Executor(run_sync=run_sync, max_response_size=limit)
+    outcome = await executor.run(call, make_spec(big), [], context, None)
+    assert outcome.ok is fits
+    if fits:
+        assert frame_size(rpc_id, outcome) == limit
 
 
 async def test_an_error_too_large_for_the_frame_is_answered_32014() -> None:
