@@ -10,7 +10,7 @@ DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,lint]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,deploy]"
 	touch $(STAMP)
 
 ## The reference project on the embedded default: no Redis, methods run in the same process.
@@ -29,9 +29,10 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The browser tests need Debian's chromium: installed here when we may (root), else they skip.
+# The browser tests need Debian's chromium and tests/deploy Debian's nginx: installed here when we
+# may (root), else those tests skip (under CI they fail instead).
 pytest: $(STAMP)
-	tools/ensure-chromium
+	tools/ensure-chromium && tools/ensure-nginx
 	$(BIN)/pytest
 
 ## The fault-injection suite, long tests included; prints the table of measured figures.

@@ -36,6 +36,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 30.0
+#: daphne's flags in docker-compose.yml and the systemd unit too (tests/deploy checks): behind
+#: nginx, the client is the address nginx saw, which it sends as X-Real-IP.
+DAPHNE_FLAGS = ("--proxy-headers", "--proxy-headers-host", "X-Real-IP")
 
 
 class Process:
@@ -303,7 +306,8 @@ class LocalCluster:
 
     def start_frontend(self, *daphne_args: str, port: int = 0, **env: str) -> Process:
         endpoint = f"tcp:port={port}:interface=127.0.0.1"
-        argv = [sys.executable, "-m", "daphne", "-e", endpoint, *daphne_args, self.app]
+        daphne = [sys.executable, "-m", "daphne", "-e", endpoint, *DAPHNE_FLAGS]
+        argv = [*daphne, *daphne_args, self.app]
         proc = Process(f"daphne{len(self.frontends)}", argv, self.env(**env), self.log_dir)
         self.frontends.append(proc)
         listening = proc.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)")

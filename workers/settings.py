@@ -9,9 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "insecure-key-for-the-reference-project-only")
+
+# Without DATABASE_URL the project runs on one machine, on an SQLite file (`make demo`, the local
+# cluster, the tests), and may use a development key. With DATABASE_URL it is deployed: the
+# processes on every host sign and check sessions and tokens with one key, which must be secret.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY and DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is not set. DATABASE_URL is, so this is a deployment, and every "
+        "process of it needs the same secret key: set DJANGO_SECRET_KEY (for instance to the "
+        "output of `python -c 'import secrets; print(secrets.token_urlsafe(50))'`)."
+    )
+SECRET_KEY = SECRET_KEY or "insecure-key-for-the-reference-project-only"
 DEBUG = os.environ.get("DJANGO_DEBUG", "") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
@@ -41,8 +56,47 @@ TEMPLATES = [
 ]
 STATIC_URL = "/static/"
 
+
+def database_from_url(url: str) -> dict[str, Any]:
+    """``DATABASES["default"]`` for ``postgres://USER:PASSWORD@HOST:PORT/NAME?OPTION=VALUE``.
+
+    Reserved characters in a part are percent-encoded; HOST may be a socket directory
+    (``%2Frun%2Fpostgresql``); the query's options go to the driver (``sslmode=require``).
+    The driver is psycopg, from the ``deploy`` extra.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        # Never the URL itself in the message: it may hold a password.
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must start with postgres:// or postgresql://, not {parts.scheme!r}://"
+            " (for SQLite, leave DATABASE_URL unset and set DJANGO_DB_PATH)."
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ImproperlyConfigured("DATABASE_URL has an invalid port.") from None
+    host = parts.netloc.rpartition("@")[2]
+    if port is not None:
+        host = host.rpartition(":")[0]
+    name = unquote(parts.path.removeprefix("/"))
+    if not name:
+        raise ImproperlyConfigured("DATABASE_URL names no database (postgres://.../NAME).")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": unquote(host.removeprefix("[").removesuffix("]")),
+        "PORT": "" if port is None else str(port),
+        "OPTIONS": dict(parse_qsl(parts.query)),
+    }
+
+
+# Replicas on several hosts share PostgreSQL (DATABASE_URL); one machine may use an SQLite file.
 DATABASES = {
-    "default": {
+    "default": database_from_url(DATABASE_URL)
+    if DATABASE_URL
+    else {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("DJANGO_DB_PATH", str(BASE_DIR.parent / ".demo.sqlite3")),
         # Worker threads and processes share the file; wait for locks instead of failing.
