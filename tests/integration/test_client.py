@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcError, JsonRpcErrorCode
-from channels_rpc.client import ConnectionLost, RpcClient
+from channels_rpc.client import ConnectionFailed, ConnectionLost, RpcClient
 from tests.integration.harness import Cluster
 from tests.integration.support import ClusterFactory, wait_until
 
@@ -123,3 +123,139 @@ async def test_a_call_times_out_on_time_while_the_server_is_gone(
         with pytest.raises((asyncio.TimeoutError, ConnectionLost)):
             await asyncio.wait_for(client.call("pid", timeout=0.5), 10)
         assert time.monotonic() - started < 2
+
+
+async def test_on_connect_subscribes_again_before_queued_calls_after_a_restart(
+    cluster_factory: ClusterFactory,
+) -> None:
+    # The server forgets a connection's groups when it drops: the hook joins them again, on
+    # the new connection, before the calls queued meanwhile go out.
+    cluster = cluster_factory(frontends=1, workers=1)
+    port = cluster.ports[0]
+    joined: list[str] = []
+
+    async def subscribe(client: RpcClient) -> None:
+        await client.call("sleep", [0.3])  # calls queued meanwhile wait for the whole hook
+        joined.append(await client.call("subscribe", ["news"]))
+
+    url = cluster.url("/ws/rpc/")
+    async with RpcClient(url, on_connect=subscribe, backoff=(0.05, 0.5)) as rpc:
+        assert joined == ["news"]
+        assert rpc.state == "open"
+        stream = rpc.notifications()
+        cluster.frontends[0].stop()
+
+        async def reconnecting() -> bool:
+            return rpc.state == "reconnecting"
+
+        await wait_until(reconnecting)
+        # Queued until the front-end is back and the hook has run: then its push reaches us.
+        queued = asyncio.create_task(rpc.call("publish", ["news", "sent while down"], timeout=30))
+        cluster.start_frontend(port=port)
+        assert await asyncio.wait_for(queued, 30) is True
+        assert joined == ["news", "news"]
+        pushed = await asyncio.wait_for(anext(stream), 10)
+        assert pushed["method"] == "topic.message"
+        assert pushed["params"]["message"] == "sent while down"
+        await stream.aclose()
+
+
+async def test_a_queued_call_outlives_a_drop_during_on_connect(
+    cluster_factory: ClusterFactory,
+) -> None:
+    # A call not sent yet cannot have run: a drop while on_connect runs (the front-end goes
+    # away again) leaves it queued for the next connection, instead of failing it.
+    cluster = cluster_factory(frontends=1, workers=1)
+    port = cluster.ports[0]
+    greetings = 0
+    hook_waits, hook_goes_on = asyncio.Event(), asyncio.Event()
+
+    async def subscribe(client: RpcClient) -> None:
+        nonlocal greetings
+        greetings += 1
+        if greetings == 2:
+            hook_waits.set()
+            await hook_goes_on.wait()
+        await client.call("subscribe", ["news"])  # on the 2nd connection: ConnectionLost, logged
+
+    async with RpcClient(cluster.url("/ws/rpc/"), on_connect=subscribe, backoff=(0.05, 0.5)) as rpc:
+        cluster.frontends[0].stop()
+
+        async def reconnecting() -> bool:
+            return rpc.state == "reconnecting"
+
+        await wait_until(reconnecting)
+        queued = asyncio.create_task(rpc.call("add", [1, 2], timeout=60))
+        cluster.start_frontend(port=port)
+        await asyncio.wait_for(hook_waits.wait(), 30)  # 2nd connection, in its hook
+        cluster.frontends[1].stop()
+        hook_goes_on.set()
+        cluster.start_frontend(port=port)
+        assert await asyncio.wait_for(queued, 30) == 3
+        assert greetings == 3
+        assert rpc.state == "open"
+
+
+async def test_on_progress_gets_the_steps_in_order_and_rpc_id_is_the_id_sent(
+    rpc: RpcClient,
+) -> None:
+    steps: list[dict[str, Any]] = []
+    report = await rpc.call(
+        "build_report", {"steps": 3, "delay": 0.05}, on_progress=steps.append, rpc_id="report-7"
+    )
+    assert steps == [  # all of them before the result, and only this call's
+        {"id": "report-7", "progress": n, "total": 3, "message": f"section {n} of 3"}
+        for n in (1, 2, 3)
+    ]
+    assert report["sections"] == 3
+    assert (await rpc.call("whoami", rpc_id=42))["rpc_id"] == 42  # the id the worker saw
+
+    # A chosen id that the client's own numbering reaches later is skipped, not reused.
+    progress: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    slow = asyncio.create_task(
+        rpc.call(
+            "build_report", {"steps": 2, "delay": 0.3}, on_progress=progress.put_nowait, rpc_id=1
+        )
+    )
+    assert (await asyncio.wait_for(progress.get(), 10))["id"] == 1  # call 1 is running
+    with pytest.raises(ValueError, match="rpc_id 1 is already used by a pending call"):
+        await rpc.call("echo", ["x"], rpc_id=1)
+    assert await rpc.call("echo", ["auto"]) == "auto"  # numbered 2, not 1
+    assert (await asyncio.wait_for(slow, 10))["sections"] == 2
+    assert progress.get_nowait()["progress"] == 2
+
+
+async def test_what_a_newcomer_sees_for_a_wrong_path_a_dropped_server_and_a_closed_client(
+    cluster: Cluster,
+) -> None:
+    wrong = cluster.url("/ws/nope/")
+    with pytest.raises(ConnectionFailed) as failed:
+        await RpcClient(wrong).connect()
+    assert str(failed.value) == (
+        f"could not connect to {wrong}: "
+        "HTTP 500: is the path right? Channels' URLRouter fails this way when no route matches it"
+    )
+
+    url = cluster.url("/ws/rpc/")
+    async with (
+        RpcClient(url, reconnect=False) as once,
+        RpcClient(url, backoff=(0.05, 0.5)) as again,
+    ):
+        cluster.frontends[0].stop()
+
+        async def dropped() -> bool:
+            return once.state == "closed" and again.state == "reconnecting"
+
+        await wait_until(dropped)
+        # These used to wait forever: for a reconnection that reconnect=False never makes,
+        # and, after close(), for one that a closed client never makes.
+        with pytest.raises(ConnectionLost, match=r"^the connection dropped \(reconnect=False\)$"):
+            await asyncio.wait_for(once.call("add", [1, 2]), 5)
+        waiting = asyncio.create_task(again.call("add", [1, 2]))
+        await asyncio.sleep(0)  # it starts, and waits for the server to come back
+        assert not waiting.done()
+        await again.close()
+        with pytest.raises(ConnectionLost, match=r"^the client was closed$"):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(ConnectionLost, match=r"^the client was closed$"):
+            await asyncio.wait_for(again.notify("log", {"message": "hi"}), 5)
