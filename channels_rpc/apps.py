@@ -1,4 +1,9 @@
-"""The Django app: add ``"channels_rpc"`` to INSTALLED_APPS for the ``rpcworker`` command."""
+"""The Django app: add ``"channels_rpc"`` to INSTALLED_APPS.
+
+It gives the management commands (``rpcworker``, ``rpcnotify``, ``rpchealth``), finds the
+methods on startup (:mod:`channels_rpc.discovery`), and registers the system checks
+(:mod:`channels_rpc.checks`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,10 @@ class ChannelsRpcConfig(AppConfig):  # type: ignore[misc]
     verbose_name = "Channels RPC"
 
     def ready(self) -> None:
-        from channels_rpc.config import get_config
+        from channels_rpc import checks, discovery
+        from channels_rpc.config import RpcConfig
 
-        get_config()  # a broken CHANNELS_RPC setting fails at startup, not on the first call
+        # A broken CHANNELS_RPC setting fails at startup, not on the first call.
+        config = RpcConfig.from_settings()
+        checks.register()
+        discovery.autodiscover(config.method_modules)

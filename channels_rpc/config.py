@@ -15,7 +15,8 @@
         "EXECUTION": "auto",              # "auto", "inline" or "workers" (see below)
         "DEFAULT_QUEUE": "rpc.default",
         "DEFAULT_TIMEOUT": 300.0,         # seconds; per-method timeout= overrides; 0: no limit
-        "MAX_IN_FLIGHT": 64,              # pending calls per connection, then SERVER_BUSY
+        "MAX_IN_FLIGHT": 64,              # pending calls per connection, then SERVER_BUSY;
+                                          # 0: no limit
         "RATE_LIMIT": 200,                # requests a second per connection (bursts of twice
                                           # that); above it the socket is closed with 4008; 0: off
         "LAYER_TIMEOUT": 2.0,             # seconds to wait for the channel layer before answering
@@ -23,6 +24,8 @@
         "REPLY_GRACE": 1.0,               # seconds the front-end waits past a timeout for a reply
         "CHANNEL_LAYER": "default",       # alias in CHANNEL_LAYERS
         "DISCOVERY": True,                # answer rpc.discover with an OpenRPC document
+        "METHOD_MODULES": [],             # dotted modules that register methods, imported
+                                          # at startup after each installed app's `rpc`
         # what one connection may hold (see README "Limits")
         "MAX_RESPONSE_SIZE": 1024 * 1024, # bytes of one frame to the client (an answer, a
                                           # batch, a push); at most the server's frame cap
@@ -46,6 +49,7 @@ channel layer, which cannot cross processes, and "workers" with any other layer.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Final
@@ -62,6 +66,8 @@ __all__ = ["RpcConfig", "RpcLimits", "get_config", "reset_config"]
 SETTING: Final = "CHANNELS_RPC"
 _EXECUTION_MODES: Final = ("auto", "inline", "workers")
 
+logger = logging.getLogger("channels_rpc")
+
 
 @dataclass(frozen=True, slots=True)
 class RpcConfig:
@@ -77,6 +83,7 @@ class RpcConfig:
     reply_grace: float = 1.0
     channel_layer: str = "default"
     discovery: bool = True
+    method_modules: tuple[str, ...] = ()
     max_response_size: int = 1024 * 1024
     max_outbound_bytes: int = 4 * 1024 * 1024
     max_inbound_bytes: int = 2 * 1024 * 1024
@@ -128,6 +135,14 @@ def _positive_int(key: str, value: Any) -> int:
     return value
 
 
+def _limit(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be a positive integer, or 0 for no limit, got {value!r}."
+        )
+    return value
+
+
 def _seconds(key: str, value: Any) -> float:
     if (
         isinstance(value, bool)
@@ -168,6 +183,16 @@ def _name(key: str, value: Any) -> str:
     return value
 
 
+def _modules(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(item, str) and item for item in value
+    ):
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be a list of dotted module paths, got {value!r}."
+        )
+    return tuple(value)
+
+
 def _execution(key: str, value: Any) -> str:
     if value not in _EXECUTION_MODES:
         raise ImproperlyConfigured(
@@ -182,12 +207,13 @@ _CHECKS: Final = {
     "execution": _execution,
     "default_queue": _queue,
     "default_timeout": _seconds,
-    "max_in_flight": _positive_int,
+    "max_in_flight": _limit,
     "rate_limit": _seconds,
     "layer_timeout": _positive_seconds,
     "reply_grace": _seconds,
     "channel_layer": _name,
     "discovery": _flag,
+    "method_modules": _modules,
     "max_response_size": _positive_int,
     "max_outbound_bytes": _positive_int,
     "max_inbound_bytes": _positive_int,
@@ -197,13 +223,27 @@ _CHECKS: Final = {
 }
 
 _cached: RpcConfig | None = None
+_reported: str | None = None
 
 
 def get_config() -> RpcConfig:
-    """The current configuration, read from settings on first use."""
-    global _cached
+    """The current configuration, read from settings on first use.
+
+    An invalid setting raises ``ImproperlyConfigured`` here, and is logged once: without
+    ``"channels_rpc"`` in INSTALLED_APPS nothing checks it at startup, and the first to read it
+    is a connection, whose handshake then fails (HTTP 500) with the error lost in a traceback.
+    """
+    global _cached, _reported
     if _cached is None:
-        _cached = RpcConfig.from_settings()
+        try:
+            _cached = RpcConfig.from_settings()
+        except ImproperlyConfigured as exc:
+            if str(exc) != _reported:
+                _reported = str(exc)
+                logger.error(
+                    "%s is invalid, so channels-rpc refuses every connection: %s", SETTING, exc
+                )
+            raise
     return _cached
 
 

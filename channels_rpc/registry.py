@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import logging
 import math
 import re
 import weakref
@@ -33,6 +34,7 @@ __all__ = [
     "RegistrationError",
     "consumer_key",
     "known_queues",
+    "live_tables",
     "protect",
     "register",
     "resolve_consumer",
@@ -46,6 +48,10 @@ _PERMISSIONS_ATTR: Final = "__rpc_permissions__"
 _REGISTRATIONS_ATTR: Final = "__rpc_registrations__"
 # Channel names as Channels accepts them, minus the process-local "!" part.
 _QUEUE_NAME: Final = re.compile(r"[A-Za-z0-9\-_.]{1,99}")
+# First parameters that look like a context but, unannotated, are params (as in 1.0.1).
+_CONTEXT_LOOKALIKES: Final = frozenset({"ctx", "context"})
+
+logger = logging.getLogger("channels_rpc")
 
 
 class RegistrationError(ValueError):
@@ -180,15 +186,20 @@ def resolve_consumer(key: str) -> type | None:
     return None
 
 
-def known_queues(default: str) -> set[str]:
-    """Every queue a registered method of a live consumer class is routed to."""
-    queues: set[str] = set()
+def live_tables() -> list[MethodTable]:
+    """The tables of every consumer class still alive in this process."""
+    tables = []
     for ref in list(_consumers.values()):
         cls = ref()
         table = table_of(cls) if cls is not None else None
         if table is not None:
-            queues.update(spec.queue or default for spec in table.specs())
-    return queues
+            tables.append(table)
+    return tables
+
+
+def known_queues(default: str) -> set[str]:
+    """Every queue a registered method of a live consumer class is routed to."""
+    return {spec.queue or default for table in live_tables() for spec in table.specs()}
 
 
 def register(
@@ -215,6 +226,8 @@ def register(
     parameters = list(signature.parameters.values())
     if accepts_context:
         signature = signature.replace(parameters=parameters[1:])
+    else:
+        _warn_about_lookalike(name, parameters)
     spec = MethodSpec(
         name=name,
         func=func,
@@ -295,6 +308,29 @@ def _checked_queue(name: str, queue: Any) -> str | None:
             f"or '.', got {queue!r}."
         )
     return str(queue)
+
+
+def _warn_about_lookalike(name: str, parameters: list[inspect.Parameter]) -> None:
+    """Say so when an unannotated first ``ctx`` is taken as a param, not as the context.
+
+    channels-rpc 1.0.1 passes the context only to a parameter annotated ``RpcContext``, and so
+    does this package (an unannotated ``context`` may well be a client's param): the call
+    binding and ``rpc.discover`` both treat ``ctx`` as a param the client must send. Whoever
+    meant the context learns it here, at startup, rather than from -32602 answers.
+    """
+    first = parameters[0] if parameters else None
+    if (
+        first is not None
+        and first.name in _CONTEXT_LOOKALIKES
+        and first.annotation is inspect.Parameter.empty
+    ):
+        logger.warning(
+            "RPC method %r: its first parameter %r has no annotation, so clients must send it "
+            "as a param; annotate it `%s: RpcContext` to receive the call's context instead",
+            name,
+            first.name,
+            first.name,
+        )
 
 
 def _accepts_context(signature: inspect.Signature) -> bool:

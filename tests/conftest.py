@@ -21,8 +21,9 @@ from channels_rpc.config import reset_config  # noqa: E402
 from tests.integration.reliability.plan import PLAN  # noqa: E402
 from tests.integration.reliability.report import Figures  # noqa: E402
 
-# A resource a test leaves open fails that test, not a later one (tests/leaks.py says how).
-pytest_plugins = ["tests.leaks"]
+# A resource a test leaves open fails that test, not a later one (tests/leaks.py says how); one
+# Redis serves every directory's multi-process tests (tests/redis_fixtures.py).
+pytest_plugins = ["tests.leaks", "tests.redis_fixtures"]
 
 FIGURES = pytest.StashKey[Figures]()
 _VECTOR_TESTS = {"test_vectors.py": "in-process", "test_vectors_live.py": "over daphne"}

@@ -1,4 +1,8 @@
-"""ASGI entry point: WebSocket RPC at /ws/rpc/, and the RPC queue for `runworker`."""
+"""ASGI entry point: WebSocket RPC at /ws/rpc/, and the RPC queue for `runworker`.
+
+The methods are in workers/rpc.py, which every process imports on startup (an installed app's
+`rpc` module): this module needs only the consumer class.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ from django.urls import path  # noqa: E402
 
 from channels_rpc import RpcWorkerConsumer  # noqa: E402
 from channels_rpc.security import StrictOriginValidator  # noqa: E402
-from workers import methods  # noqa: E402, F401  (registers the methods)
 from workers.auth import TokenAuthMiddleware  # noqa: E402
 from workers.consumers import RpcConsumer  # noqa: E402
 

@@ -12,7 +12,7 @@ CLOSE_UNAUTHENTICATED = 4003
 
 
 class RpcConsumer(AsyncJsonRpcWebsocketConsumer):
-    """The reference project's endpoint, /ws/rpc/; its methods are in workers.methods."""
+    """The reference project's endpoint, /ws/rpc/; its methods are in workers/rpc.py."""
 
     openrpc_info: ClassVar[Mapping[str, Any]] = {
         "title": "channels-rpc reference project",

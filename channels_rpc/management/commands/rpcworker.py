@@ -1,27 +1,35 @@
-"""``manage.py rpcworker [QUEUE ...] [--concurrency N]``: the production worker process.
+"""``manage.py rpcworker [QUEUE ...] [--concurrency N] [--reload]``: the production worker process.
 
 Without queues it serves every queue the registered methods use. It takes a request only when one
 of its ``--concurrency`` slots is free, so requests it cannot start yet stay in Redis for other
 workers. On SIGTERM or SIGINT it stops taking requests, gives running calls ``--grace`` seconds,
 answers the ones still running with an error, and exits 0.
+
+It refuses to start rather than serve nothing or serve wrongly: no registered method, a queue
+no method uses (a typo), or a channel layer that cannot share queues between workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
+import functools
 import logging
 import os
 import signal
-import sys
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
-from django.conf import settings
+from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import autoreload
 
+from channels_rpc import discovery
+from channels_rpc.checks import worker_layer_problem
 from channels_rpc.config import get_config
 from channels_rpc.health import beat
 from channels_rpc.layers import RedisChannelLayer
@@ -33,6 +41,9 @@ logger = logging.getLogger("channels_rpc.worker")
 
 class Command(BaseCommand):  # type: ignore[misc]
     help = "Run RPC methods from channel-layer queues (all registered queues by default)."
+    # It checks what it needs itself, below, and says what to fix; like daphne, a server
+    # process runs no other system checks (`manage.py check` does).
+    requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queues", nargs="*", help="Queues to serve (default: all registered).")
@@ -45,15 +56,21 @@ class Command(BaseCommand):  # type: ignore[misc]
             default=None,
             help="Touch this file every few seconds while healthy (see rpchealth).",
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart when Python files change, like runserver (for development).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         config = get_config()
-        _load_application()
-        layer = get_channel_layer(options["layer"] or config.channel_layer)
-        if layer is None:
-            raise CommandError("No channel layer is configured (CHANNEL_LAYERS).")
-        _warn_about(layer)
-        queues = sorted(options["queues"] or known_queues(config.default_queue))
+        # Daphne imports the ASGI application: so does the worker, for the same methods.
+        discovery.import_application()
+        layer = _checked_layer(options["layer"] or config.channel_layer)
+        methods = discovery.registered_count()
+        if not methods:
+            raise CommandError(discovery.nothing_registered())
+        queues = _checked_queues(options["queues"], config.default_queue)
         concurrency = options["concurrency"] or config.worker_concurrency
         if concurrency < 1:
             raise CommandError("--concurrency must be at least 1.")
@@ -63,49 +80,111 @@ class Command(BaseCommand):  # type: ignore[misc]
             and len({layer.consistent_hash(q) for q in queues}) > 1
         ):
             raise CommandError(f"{queues} live on different Redis hosts: run a worker per host.")
-        asyncio.run(_serve(layer, queues, concurrency, grace, options["health_file"]))
-
-
-def _load_application() -> None:
-    # Importing the ASGI application imports the consumers, which registers their methods.
-    if getattr(settings, "ASGI_APPLICATION", None):
-        from channels.routing import get_default_application
-
-        get_default_application()
-
-
-def _warn_about(layer: Any) -> None:
-    if isinstance(layer, InMemoryChannelLayer):
-        raise CommandError(
-            "The in-memory channel layer cannot cross processes: methods run inside the "
-            "front-end already. Configure channels_rpc.layers.RedisChannelLayer to use workers."
+        # Printed whatever LOGGING says: a fresh project has none, and logs nothing at INFO.
+        serving = (
+            f"queues={','.join(queues)} methods={methods} concurrency={concurrency} "
+            f"{_where(layer, queues)}"
         )
-    if isinstance(layer, StockRedisChannelLayer) and not isinstance(layer, RedisChannelLayer):
-        logger.warning(
-            "channels_redis' RedisChannelLayer can deliver one request to two workers "
-            "(channels_redis#163); use channels_rpc.layers.RedisChannelLayer."
+
+        def announce() -> None:  # the pid is the serving process's (--reload starts a child)
+            self.stderr.write(f"rpcworker ready: pid={os.getpid()} {serving}", style_func=_plain)
+            self.stderr.flush()
+
+        serve = functools.partial(
+            _run, layer, queues, concurrency, grace, options["health_file"], announce
         )
+        if options["reload"]:
+            # A parent process restarts a child that serves until a file changes. A stop or a
+            # reload ends the child at once: running calls are answered by their deadline.
+            autoreload.run_with_reloader(serve)
+        else:
+            serve()
+
+
+def _checked_layer(alias: str) -> Any:
+    layer = get_channel_layer(alias)
+    if layer is None:
+        raise CommandError(f"No channel layer is configured (CHANNEL_LAYERS[{alias!r}]).")
+    if problem := worker_layer_problem(layer, alias):
+        raise CommandError(problem)
+    return layer
+
+
+def _checked_queues(requested: list[str], default: str) -> list[str]:
+    """The queues to serve: those asked for, which some method must use, or every one used."""
+    known = known_queues(default)
+    queues = sorted(requested or known)
+    if unknown := [queue for queue in queues if queue not in known]:
+        raise CommandError(_unknown_queues(unknown, known))
+    return queues
+
+
+def _plain(text: str) -> str:
+    return text
+
+
+def _unknown_queues(unknown: list[str], known: Iterable[str]) -> str:
+    known = sorted(known)
+    named = []
+    for queue in unknown:
+        close = difflib.get_close_matches(queue, known, n=1)
+        named.append(f"{queue!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    which = f"queue {named[0]}" if len(named) == 1 else f"queues {', '.join(named)}"
+    return (
+        f"No registered method uses the {which}: nothing would ever arrive there. "
+        f"Known queues: {', '.join(known)}."
+    )
+
+
+def _where(layer: Any, queues: list[str]) -> str:
+    """Which Redis the queues live on (without a password), or which layer."""
+    if not isinstance(layer, RedisChannelLayer):
+        return f"layer={type(layer).__module__}.{type(layer).__qualname__}"
+    host = layer.hosts[layer.consistent_hash(queues[0])]
+    address = host.get("address")
+    if not isinstance(address, str):
+        return f"redis={host.get('host', 'localhost')}:{host.get('port', 6379)}"
+    address = address.partition("?")[0]  # options may hold a password too
+    netloc = urlsplit(address).netloc
+    userinfo, at, location = netloc.rpartition("@")
+    if at:
+        user = userinfo.partition(":")[0]
+        address = address.replace(netloc, f"{user}@{location}" if user else location, 1)
+    return f"redis={address}"
+
+
+def _run(
+    layer: Any,
+    queues: list[str],
+    concurrency: int,
+    grace: float,
+    health_file: Path | None,
+    announce: Callable[[], None],
+) -> None:
+    asyncio.run(_serve(layer, queues, concurrency, grace, health_file, announce))
 
 
 async def _serve(
-    layer: Any, queues: list[str], concurrency: int, grace: float, health_file: Path | None
+    layer: Any,
+    queues: list[str],
+    concurrency: int,
+    grace: float,
+    health_file: Path | None,
+    announce: Callable[[], None],
 ) -> None:
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
     heartbeat = (
         asyncio.create_task(beat(layer, health_file, runtime.problem)) if health_file else None
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    # Under --reload this runs in a thread of the child process, where signals cannot be
+    # handled (they end the process: see run_with_reloader); it then serves until it exits.
+    if threading.current_thread() is threading.main_thread():
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
     runtime.serve(queues)
-    logger.info(
-        "rpcworker ready: pid=%d queues=%s concurrency=%d",
-        os.getpid(),
-        ",".join(queues),
-        concurrency,
-    )
-    sys.stderr.flush()
+    announce()
     await stop.wait()
     logger.info("rpcworker stopping: %d calls running, %.1f s grace", runtime.in_flight, grace)
     if heartbeat is not None:

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from channels_rpc import AsyncJsonRpcWebsocketConsumer
+
+
+class ShopConsumer(AsyncJsonRpcWebsocketConsumer):
+    """Its methods are in shop/rpc.py."""
