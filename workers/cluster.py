@@ -19,8 +19,10 @@ told otherwise.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -349,6 +351,14 @@ class LocalCluster:
         )
 
 
+def rpcnotify_line(cluster: LocalCluster) -> str:
+    """The command that pushes to the demo page's topic: it must use the cluster's Redis and
+    channel prefix, or its push reaches no one."""
+    env = f"REDIS_URL={shlex.quote(cluster.redis.url)} CHANNELS_PREFIX={cluster.prefix}"
+    params = shlex.quote(json.dumps({"topic": "demo", "message": "hi"}))
+    return f"{env} {sys.executable} -m workers.manage rpcnotify topic.demo topic.message {params}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Run the reference project as a local cluster.")
     parser.add_argument("--frontends", type=int, default=2)
@@ -379,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         for proc in cluster.workers:
             print(f"worker (pid {proc.pid})")
+        print(f"push to the demo page from another shell:\n  {rpcnotify_line(cluster)}")
         print("Ctrl-C stops everything.", flush=True)
         stop.wait()
     finally:

@@ -82,6 +82,21 @@ async def test_two_frontends_three_workers_push_across_frontends_and_stop_on_ctr
         assert served <= set(pids[2:]), served
         assert len(served) >= 2, served
 
+        # The push command the launcher prints, run as printed, reaches the demo page's topic.
+        assert await listener.call("subscribe", ["demo"]) == "demo"
+        stream = listener.notifications()
+        line = re.search(r"^  (REDIS_URL=.* rpcnotify .*)$", output, re.MULTILINE)
+        assert line is not None, output
+        shell_env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        command = await asyncio.create_subprocess_shell(
+            line[1], cwd=REPO, env=shell_env, stderr=asyncio.subprocess.PIPE
+        )
+        _, stderr = await asyncio.wait_for(command.communicate(), 60)
+        assert command.returncode == 0, stderr.decode()
+        pushed = await asyncio.wait_for(anext(stream), 10)
+        await stream.aclose()
+        assert pushed["params"] == {"topic": "demo", "message": "hi"}
+
     launcher.send_signal(signal.SIGINT)
     assert launcher.popen.wait(30) == 0, launcher.output()[-3000:]
     assert [pid for pid in pids if not _gone(pid)] == []
