@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 
-.PHONY: demo test lint pytest reliability mutants bench bench-quick clean
+.PHONY: demo test lint pytest reliability mutants bench bench-quick compat clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,26 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+
+## Test suites written for channels-rpc 1.0.1 (tests/compat) on CPython 3.10, 3.11 and 3.12 (found
+## on PATH or in pyenv), each in .venv-compat-3.X; a crash at exit fails too (the exit status).
+COMPAT_PYTHONS ?= 3.10 3.11 3.12
+compat:
+	@status=0; for version in $(COMPAT_PYTHONS); do \
+		python=; for candidate in $$(command -v python$$version) \
+			$$(ls -d $$(pyenv root 2>/dev/null)/versions/$$version.*/bin/python$$version 2>/dev/null | sort -V); do \
+			$$candidate -c "" 2>/dev/null && python=$$candidate; done; \
+		if [ -z "$$python" ]; then echo "compat $$version: skipped (no python$$version)"; continue; fi; \
+		venv=.venv-compat-$$version; log=$$venv/compat.log; \
+		{ [ -x $$venv/bin/python ] || $$python -m venv $$venv; } && \
+		$$venv/bin/python -m pip install --quiet -e ".[test]" > $$venv/install.log 2>&1 \
+			|| { echo "compat $$version: install failed (see $$venv/install.log)"; status=1; continue; }; \
+		$$venv/bin/python -m pytest tests/compat -p no:cacheprovider -q > $$log 2>&1; code=$$?; \
+		summary=$$(grep -E "(passed|failed|error)" $$log | tail -n 1); \
+		full=$$($$venv/bin/python -c 'import platform; print(platform.python_version())'); \
+		if [ $$code -eq 0 ]; then echo "compat $$full: ok ($$summary)"; \
+		else echo "compat $$full: FAILED, exit status $$code ($$summary; see $$log)"; status=1; fi; \
+	done; exit $$status
 
 clean:
 	rm -rf $(VENV) .bench .mypy_cache .ruff_cache $(DEMO_DB) reliability-results.jsonl

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from channels.db import database_sync_to_async
@@ -29,7 +29,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import embedded, groups, openrpc, registry, signals
+from channels_rpc import checks, embedded, groups, openrpc, registry, signals
 from channels_rpc._compat import timeout as time_limit
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -55,6 +55,7 @@ from channels_rpc.pending import (
     Pending,
     PendingCalls,
     TooManyInFlight,
+    Unanswered,
     too_large_frame,
 )
 from channels_rpc.protocol import (
@@ -87,6 +88,9 @@ CLOSE_WRITE_FAILED = 4011
 #: The WebSocket subprotocol accepted when a client offers it (browsers that offer any
 #: subprotocol fail the handshake unless the server picks one).
 SUBPROTOCOL = "jsonrpc"
+#: Answers the outbound ceiling leaves room for (answers to calls taken before reading paused)
+#: when MAX_IN_FLIGHT is 0: as many as the default limit lets a connection have.
+_ROOM_WITHOUT_LIMIT = 64
 #: The OpenRPC service discovery method.
 DISCOVER = "rpc.discover"
 _PROGRESS = {
@@ -138,7 +142,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         self._late_joins = 0.0
         self._subprotocol: str | None = None
         self._group_keeper: asyncio.Task[None] | None = None
-        self._sent_notifications = False
+        self._release_worker: Callable[[], Awaitable[None]] | None = None  # embedded mode
         # asyncio holds tasks weakly; tasks this connection starts are kept here.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -150,13 +154,14 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         byte bounds hold whatever the consumer is awaiting.
         """
         config = get_config()
+        room = config.max_in_flight or _ROOM_WITHOUT_LIMIT
         inbox = Inbox.for_server(
             receive,
             send,
             bucket=self._bucket,
             max_bytes=config.max_inbound_bytes,
             max_outbound=config.max_outbound_bytes,
-            max_unsent=config.max_outbound_bytes + config.max_in_flight * config.max_response_size,
+            max_unsent=config.max_outbound_bytes + room * config.max_response_size,
             refuse=self._close_abusive,
         )
         async with inbox.reading():
@@ -316,8 +321,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
                 "channels-rpc needs a channel layer: set CHANNEL_LAYERS (for one process, "
                 "{'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}})."
             )
-        if self._runs_inline(get_config()):
-            embedded.ensure_worker(self.channel_layer, self._queues())
+        self.channel_layer: Any = checks.connection_layer(self)  # refuses calls it cannot serve
         await super().websocket_connect(message)
         if self.groups and self._group_keeper is None:  # Channels' own `groups` attribute
             self._group_keeper = self._spawn(self._keep_groups())
@@ -336,6 +340,10 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         if not self._accepted:
             self._accepted = True
             self._subprotocol = subprotocol
+            if self._runs_inline(get_config()):
+                self._release_worker = embedded.attach(
+                    self.channel_layer, self._queues(), self.channel_name
+                )
             if (expires_at := self.scope.get(AUTH_EXPIRES_AT)) is not None:
                 self._spawn(self._close_at_expiry(expires_at))
             signals.send(signals.rpc_client_connected, type(self), consumer=self, scope=self.scope)
@@ -349,10 +357,14 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         abandoned = self._pending.drain()
         for pending in abandoned:
             _cancel_timer(pending)
-        if abandoned or self._sent_notifications:
-            # Whatever this connection started and is still queued or running is of no use now.
-            await self._revoke(abandoned, everything=True)
+        calls = [pending for pending in abandoned if not pending.is_notification]
+        if calls:
+            # The calls this connection still waits on are of no use now. Its notifications
+            # were accepted: they stay queued, or run on, within their timeout.
+            await self._revoke(calls, everything=True)
         await self._leave_groups()
+        if self._release_worker is not None:
+            await self._release_worker()
         if self._accepted:
             signals.send(
                 signals.rpc_client_disconnected,
@@ -540,7 +552,6 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
             self._pending.take(pending.token)
             logger.warning("notification %r dropped: %s", request.method, exc.error()["message"])
             return
-        self._sent_notifications = True
         # Past its deadline or the queue's expiry, no worker will start it: stop counting it.
         wait = self._queue_expiry() if timeout is None else min(timeout, self._queue_expiry())
         loop = asyncio.get_running_loop()
@@ -631,7 +642,8 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     async def _revoke(self, calls: list[Pending], *, everything: bool) -> None:
         """Take calls back from their queues, and tell the workers to stop the rest.
 
-        ``everything``: every call and notification of this connection (it is closing).
+        ``everything``: every call of this connection (it is closing). A close never takes back
+        nor cancels notifications; one is withdrawn only once no worker would start it anyway.
         """
         leftover = [pending.token for pending in calls if not pending.is_notification]
         withdraw = getattr(self.channel_layer, "withdraw", None)
@@ -818,11 +830,12 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         error = error_object(
             JsonRpcErrorCode.DEADLINE_EXCEEDED,
             f"Deadline Exceeded: no answer within {pending.timeout:.1f} seconds",
-            {"timeout": pending.timeout},
+            {"timeout": pending.timeout, "queue": pending.queue},
         )
         frame = pending.route(error_frame(pending.id_json, encode_error(error)))
         if frame is not None:
             self._spawn(self._write(frame))
+        _report_unanswered(pending)
         # Still queued (no worker took it in time): take it back rather than leave it to expire.
         self._spawn(self._revoke([pending], everything=False))
 
@@ -831,6 +844,7 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
         pending = self._pending.take(token)
         if pending is None:
             return
+        _report_unanswered(pending)
         self._spawn(self._revoke([pending], everything=False))
         if pending.is_notification:
             return
@@ -889,6 +903,9 @@ class AsyncJsonRpcWebsocketConsumer(DirectDispatch, AsyncJsonWebsocketConsumer):
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self._closing = True  # from here on, answers and pushes are dropped, not written
         await super().close(code, reason)
+        if self._release_worker is not None:
+            # Not only at websocket.disconnect: a test may never send it after this close.
+            await self._release_worker()
 
     def _local_result(self, rpc_id: Any, result: Any, batch: Batch | None) -> str | None:
         id_json = encode_id(rpc_id)
@@ -1075,6 +1092,30 @@ def _breaker(layer: Any) -> Breaker:
     if breaker is None:
         breaker = _breakers[layer] = Breaker(cooldown=1.0)
     return breaker
+
+
+_unanswered = Unanswered(interval=60.0)
+
+
+def _report_unanswered(pending: Pending) -> None:
+    """Warn, at most once a minute per queue, that requests on it went unanswered.
+
+    Without it a missing worker shows only as clients waiting out their timeouts: no worker
+    logs what it never received.
+    """
+    report = _unanswered.expired(pending.queue, pending.method)
+    if report is None:
+        return
+    count, method = report
+    logger.warning(
+        "%d %s on queue %s got no answer from a worker in time (e.g. %r): "
+        "is an rpcworker serving %s?",
+        count,
+        "request" if count == 1 else "requests",
+        pending.queue,
+        method,
+        pending.queue,
+    )
 
 
 def _busy(queue: str, reason: str) -> JsonRpcError:

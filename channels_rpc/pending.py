@@ -12,10 +12,18 @@ its largest answers are replaced with -32014 errors until it fits.
 
 Notifications are tracked too, from the moment they are enqueued until a worker takes them
 (``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit.
+A limit of 0 means none.
+
+Calls that no worker answered in time are counted per queue (:class:`Unanswered`), for a warning
+at most once a minute per queue: the front-end is the one process that sees a queue nobody
+serves.
 """
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -28,6 +36,7 @@ __all__ = [
     "Pending",
     "PendingCalls",
     "TooManyInFlight",
+    "Unanswered",
     "too_large_frame",
 ]
 
@@ -134,10 +143,10 @@ def id_key(rpc_id: JsonId) -> IdKey | None:
 
 
 class PendingCalls:
-    """Pending calls of one connection, by token and by JSON-RPC id."""
+    """Pending calls of one connection, by token and by JSON-RPC id; ``limit`` 0: no limit."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
+        self.limit: float = limit or math.inf
         self._by_token: dict[int, Pending] = {}
         self._by_id: dict[IdKey, int] = {}
         self._last_token = 0
@@ -193,3 +202,35 @@ class PendingCalls:
         self._by_token.clear()
         self._by_id.clear()
         return calls
+
+
+@dataclass(slots=True)
+class _QueueTally:
+    count: int = 0
+    example: str = ""  # a method whose call went unanswered
+    reported_at: float | None = None
+
+
+class Unanswered:
+    """Calls no worker answered in time, per queue, reported at most once per ``interval``.
+
+    :meth:`expired` returns ``(count, example method)`` when a report is due: for the first
+    call of a queue at once, then for the calls since the last report, once ``interval``
+    seconds have passed since it.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._queues: dict[str, _QueueTally] = {}
+
+    def expired(self, queue: str, method: str) -> tuple[int, str] | None:
+        tally = self._queues.setdefault(queue, _QueueTally())
+        tally.count += 1
+        tally.example = tally.example or method
+        now = self._clock()
+        if tally.reported_at is not None and now - tally.reported_at < self.interval:
+            return None
+        report = (tally.count, tally.example)
+        self._queues[queue] = _QueueTally(reported_at=now)
+        return report

@@ -60,9 +60,14 @@ class WorkerRuntime:
         control: Handler | None = None,
         control_group: str = "",
         health: Callable[[], str | None] | None = None,
+        on_stopped: Callable[[], None] | None = None,
+        give_back: bool = True,
     ) -> None:
         self.layer = layer
+        # False: nothing put back would reach another worker (a process-local layer).
+        self._give_back_taken = give_back
         self._health = health
+        self._on_stopped = on_stopped
         self.concurrency = concurrency
         self._handler = handler
         self._control = control
@@ -76,6 +81,8 @@ class WorkerRuntime:
         self._ready: deque[dict[str, Any]] = deque()  # won by a race but not yet started
         self._puller: asyncio.Task[None] | None = None
         self._awaiting_slot = False
+        #: The channel control messages arrive on, once the listener has one.
+        self.control_channel: str | None = None
         # asyncio keeps only weak references to tasks: without this set a running call can be
         # garbage-collected mid-flight and its reply silently lost.
         self._calls: set[asyncio.Task[None]] = set()
@@ -89,9 +96,18 @@ class WorkerRuntime:
     def in_flight(self) -> int:
         return len(self._calls)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def problem(self) -> str | None:
         """What keeps this worker from serving calls (for health checks), or None if nothing."""
         return None if self._health is None else self._health()
+
+    async def control(self, message: dict[str, Any]) -> None:
+        """Handle a control message handed over in this process (as if it came on the channel)."""
+        if self._control is not None:
+            await self._control(message)
 
     def serve(self, queues: Iterable[str]) -> None:
         """Also pull from every queue in ``queues`` (starting the loop on first use)."""
@@ -112,7 +128,20 @@ class WorkerRuntime:
         The grace counts from this call: running calls get it while the puller ends its last
         bounded wait (up to ``POLL_SECONDS``), not after, and those still running when it is
         over are cancelled (and answered -32011) without waiting for the puller.
+
+        Cancelling the task that stops the runtime cancels whatever still runs, and waits for
+        it, before the cancellation goes on: nothing is left pending on the event loop.
         """
+        try:
+            await self._stop(grace)
+        except asyncio.CancelledError:
+            await self._abort()
+            raise
+        finally:
+            if self._on_stopped is not None:
+                self._on_stopped()
+
+    async def _stop(self, grace: float) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self._stopping.set()
@@ -129,6 +158,12 @@ class WorkerRuntime:
         self._ready.clear()
         await self._drain(deadline - loop.time())
 
+    async def _abort(self) -> None:
+        tasks = [t for t in (self._listener, self._puller, *self._calls) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def _drain(self, grace: float) -> None:
         """Give running calls ``grace`` seconds, then cancel those still running."""
         if self._calls and grace > 0:
@@ -139,6 +174,7 @@ class WorkerRuntime:
         await asyncio.gather(*self._calls, return_exceptions=True)
 
     async def _pull(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = _BACKOFF_FIRST
         while not self._stopping.is_set():
             slots = await self._take_free_slots()
@@ -146,6 +182,8 @@ class WorkerRuntime:
                 messages = await self._next_messages(slots)
             except Exception as exc:
                 self._release(slots)
+                if loop.is_closed():  # being collected after its loop closed: no retrying
+                    raise
                 queues = ",".join(self._queues)
                 logger.warning(
                     "receive on %s failed (%s); retrying in %.1f s", queues, exc, backoff
@@ -157,7 +195,8 @@ class WorkerRuntime:
                 self._release(slots)
                 raise
             backoff = _BACKOFF_FIRST
-            if self._stopping.is_set():  # taken during the last bounded wait: not ours to run
+            if self._stopping.is_set() and self._give_back_taken:
+                # Taken during the last bounded wait: another worker may run them.
                 self._release(slots)
                 await self._give_back(messages)
                 return
@@ -235,8 +274,9 @@ class WorkerRuntime:
     async def _listen(self) -> None:
         """Receive control messages; stay in the control group past its expiry."""
         assert self._control is not None
+        loop = asyncio.get_running_loop()
         layer: Any = self.layer
-        channel = await layer.new_channel()
+        channel = self.control_channel = await layer.new_channel()
         refresh = getattr(layer, "group_expiry", 86400) / 2
         rejoin = asyncio.Event()  # set when Redis comes back, empty, after a restart
         if hasattr(layer, "on_reconnect"):
@@ -250,6 +290,8 @@ class WorkerRuntime:
                     await self._receive_control(channel, renew_at, rejoin)
                     backoff = _BACKOFF_FIRST
                 except Exception as exc:
+                    if loop.is_closed():
+                        raise  # being collected after its loop closed: no retrying
                     logger.warning("control channel failed (%s); retrying in %.1f s", exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _BACKOFF_MAX)

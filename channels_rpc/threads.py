@@ -6,16 +6,23 @@ limiter token back at that moment, so a sync method that never returns costs a n
 call (289 threads after 300 calls, measured). Here a thread stays counted until its function
 really returns, and with every thread taken a call is refused at once (-32010) instead of
 queueing behind threads that may never come back.
+
+A closed pool keeps no idle thread: its threads end as soon as they have nothing to run. Pools
+still open when the interpreter exits are closed then (``atexit``), so that no idle thread is
+left waiting in the pool while the interpreter tears itself down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import contextvars
 import logging
 import queue
 import threading
+import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,8 +51,9 @@ class _Worker:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.inbox: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self.inbox: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: end
         self.job: _Job | None = None  # guarded by the pool's lock
+        self.thread: threading.Thread | None = None
 
 
 class ThreadPool:
@@ -69,6 +77,8 @@ class ThreadPool:
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._started = 0
+        self._closed = False
+        _open_pools.add(self)
 
     @property
     def threads(self) -> int:
@@ -93,6 +103,22 @@ class ThreadPool:
             # between (the call would never be answered).
             raise error
         return result
+
+    def close(self, wait: float = 0.0) -> None:
+        """Keep no idle thread: idle ones end now, busy ones once their function returns.
+
+        A closed pool still runs what it is given (a call that arrives late), in a thread that
+        ends right after. ``wait``: seconds to wait for the idle threads to end.
+        """
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.inbox.put(None)
+        deadline = time.monotonic() + wait
+        for worker in idle:
+            if worker.thread is not None and wait > 0:
+                worker.thread.join(max(0.0, deadline - time.monotonic()))
 
     def stuck(self) -> Counter[str]:
         """Labels of the functions still running for callers that stopped waiting."""
@@ -122,9 +148,10 @@ class ThreadPool:
             self._busy.add(worker)
         worker.inbox.put(job)
         if new:
-            threading.Thread(
+            worker.thread = threading.Thread(
                 target=self._serve, args=(worker,), name=worker.name, daemon=True
-            ).start()
+            )
+            worker.thread.start()
 
     def _stuck(self) -> Counter[str]:  # with the lock held
         return Counter(w.job.label for w in self._busy if w.job is not None and w.job.abandoned)
@@ -163,16 +190,22 @@ class ThreadPool:
                         self._idle.remove(worker)
                         return
                 continue
+            if job is None:  # the pool closed while this thread was idle
+                return
             result, error = _call(job)
             with self._lock:  # free before the caller hears of it, so it may take a next job
                 self._busy.discard(worker)
                 worker.job = None
-                self._idle.append(worker)
+                closed = self._closed
+                if not closed:
+                    self._idle.append(worker)
             if not job.loop.is_closed():
                 # RuntimeError: the loop closed meanwhile, and nobody waits any more.
                 with contextlib.suppress(RuntimeError):
                     job.loop.call_soon_threadsafe(_settle, job.future, result, error)
             del job, result, error
+            if closed:
+                return
 
 
 def _call(job: _Job) -> tuple[Any, BaseException | None]:
@@ -189,3 +222,14 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
 
 def _labels(counts: Counter[str]) -> str:
     return ", ".join(f"{label or '?'} x{n}" for label, n in counts.most_common())
+
+
+_open_pools: weakref.WeakSet[ThreadPool] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_pools() -> None:
+    # Idle threads would otherwise sit in their inbox while the interpreter finalizes; those
+    # still running a method are daemons and cannot be waited for.
+    for pool in list(_open_pools):
+        pool.close(wait=1.0)

@@ -28,7 +28,7 @@ from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import groups, signals
+from channels_rpc import decorators, discovery, groups, signals
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.context import RpcContext
 from channels_rpc.dispatch import DirectDispatch
@@ -45,8 +45,9 @@ from channels_rpc.envelope import (
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome
 from channels_rpc.logsafe import protect
+from channels_rpc.protocol import encode_error
 from channels_rpc.push import push_frame
-from channels_rpc.registry import resolve_consumer, table_of
+from channels_rpc.registry import MethodSpec, resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
 from channels_rpc.threads import ThreadPool
 
@@ -169,10 +170,18 @@ def _in_worker_thread(loop: asyncio.AbstractEventLoop, func: Callable[[], Any]) 
 
 
 class CallHandler:
-    """Answers one ``rpc.request`` message: resolve, run, reply. Never raises, but cancellation."""
+    """Answers one ``rpc.request`` message: resolve, run, reply. Never raises, but cancellation.
 
-    def __init__(self, layer: Any, config: RpcConfig) -> None:
+    A method under ``permission_required`` runs only for a caller holding its permissions,
+    checked here, where it runs: a request that never passed a front-end's check (one written
+    straight into Redis) is refused like an unknown method. ``frontend_checked``: every request
+    comes from a front-end of this very process, which checked the live user already (the
+    embedded worker on the in-memory layer, which no other process can write to).
+    """
+
+    def __init__(self, layer: Any, config: RpcConfig, *, frontend_checked: bool = False) -> None:
         self.layer = layer
+        self._frontend_checked = frontend_checked
         self._running: dict[asyncio.Task[Any], tuple[Call, RpcContext | None]] = {}
         self._dropped: set[asyncio.Task[Any]] = set()  # cancelled by their caller: no answer
         self._revoked = _Revocations(getattr(layer, "expiry", 60))
@@ -194,6 +203,10 @@ class CallHandler:
         """What keeps this handler from running calls (every thread stuck), or None."""
         return self._threads.problem()
 
+    def close(self) -> None:
+        """Keep no idle thread for sync methods (the worker stopped)."""
+        self._threads.close()
+
     async def __call__(self, message: dict[str, Any]) -> None:
         try:
             call = Call.from_message(message)
@@ -204,7 +217,7 @@ class CallHandler:
             return
         if call.ack is not None:  # taken off the queue, whatever happens to it next
             await self._send(call.reply_to, taken_message(call.ack))
-        if self._revoked.covers(call.reply_to, call.call):
+        if not call.is_notification and self._revoked.covers(call.reply_to, call.call):
             logger.debug("skipping %r: cancelled before it started", call.method)
             return
         task = asyncio.current_task()
@@ -225,11 +238,17 @@ class CallHandler:
         await self._reply(call, outcome)
 
     async def control(self, message: dict[str, Any]) -> None:
-        """A control message from the ``rpc.workers`` group: cancel calls of a connection."""
+        """A control message from the ``rpc.workers`` group: cancel calls of a connection.
+
+        Notifications are never cancelled: one the client sent before it went away still runs,
+        within its timeout (nobody waits for it, but its effects were asked for).
+        """
         if message.get("type") != CANCEL:
             return
         reply_to, calls = message["reply"], message["calls"]
         for task, (call, context) in list(self._running.items()):
+            if call.is_notification:
+                continue
             if call.reply_to == reply_to and (calls is None or call.call in calls):
                 if context is not None:
                     context._cancel()
@@ -242,8 +261,10 @@ class CallHandler:
         table = table_of(consumer_cls) if consumer_cls is not None else None
         spec = table.lookup(call.method, notification=call.is_notification) if table else None
         if spec is None or consumer_cls is None:
-            logger.error("no method %r on %s in this worker", call.method, call.consumer)
-            return Outcome.error(JsonRpcErrorCode.METHOD_NOT_FOUND, data={"method": call.method})
+            logger.error("%s", discovery.missing_method(call.method, call.consumer, consumer_cls))
+            return Outcome.error(
+                JsonRpcErrorCode.METHOD_NOT_FOUND, data=discovery.not_here(call.method)
+            )
         request = json.loads(call.body)
         encoder = getattr(consumer_cls, "json_encoder_class", None) or DjangoJSONEncoder
         caller = CallerChannel(
@@ -262,7 +283,35 @@ class CallHandler:
             user_loader=functools.partial(self._load_user, call.scope),
         )
         self._running[task] = (call, context)
-        return await self._executor.run(call, spec, request.get("params", {}), context, encoder)
+        if spec.permissions and not self._frontend_checked:
+            refusal = await self._refusal(spec, context)
+            if refusal is not None:
+                return refusal
+        with decorators.checked(spec.permissions):  # the function's own check need not repeat
+            return await self._executor.run(call, spec, request.get("params", {}), context, encoder)
+
+    async def _refusal(self, spec: MethodSpec, context: RpcContext) -> Outcome | None:
+        """The answer refusing a caller who lacks ``spec``'s permissions; None if allowed.
+
+        The user is loaded and asked in a pool thread (it is database work), once: the method
+        finds it loaded in ``ctx.scope["user"]``.
+        """
+        check = functools.partial(decorators.allowed, context.scope.get("user"), spec.permissions)
+        try:
+            allowed = await self._run_sync(check, f"{spec.name} (permission check)")
+        except JsonRpcError as exc:  # every thread taken: -32010
+            return Outcome(False, encode_error(exc.error()))
+        except Exception:
+            logger.exception("permission check for %r failed", spec.name)
+            return Outcome.error(JsonRpcErrorCode.INTERNAL_ERROR)
+        if allowed:
+            return None
+        logger.warning(
+            "refused %r: the caller lacks %s (a request no front-end would have sent)",
+            spec.name,
+            ", ".join(spec.permissions),
+        )
+        return Outcome.error(JsonRpcErrorCode.METHOD_NOT_FOUND, data={"method": spec.name})
 
     async def _reply(self, call: Call, outcome: Outcome) -> None:
         if call.call is None:
@@ -351,10 +400,17 @@ def _load_user(user: Mapping[str, Any] | None) -> Any:
         return AnonymousUser()
 
 
-def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
-    """A worker loop on ``layer`` that answers with a :class:`CallHandler`."""
+def build_runtime(
+    layer: Any, config: RpcConfig | None = None, *, process_local: bool = False
+) -> WorkerRuntime:
+    """A worker loop on ``layer`` that answers with a :class:`CallHandler`.
+
+    ``process_local``: only this process uses ``layer`` (the in-memory layer), so its requests
+    all come from front-ends that checked permissions here, and requests taken while stopping
+    are run, since no other worker could take them back.
+    """
     config = config or get_config()
-    handler = CallHandler(layer, config)
+    handler = CallHandler(layer, config, frontend_checked=process_local)
     return WorkerRuntime(
         layer,
         handler,
@@ -362,6 +418,8 @@ def build_runtime(layer: Any, config: RpcConfig | None = None) -> WorkerRuntime:
         control=handler.control,
         control_group=WORKERS_GROUP,
         health=handler.health,
+        on_stopped=handler.close,
+        give_back=not process_local,
     )
 
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import logging
+import subprocess
+import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from channels.layers import InMemoryChannelLayer
 
-from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext
-from channels_rpc.registry import MethodInfo
+from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext, consumer
+from channels_rpc.config import RpcConfig
+from channels_rpc.decorators import permission_required
+from channels_rpc.envelope import Call, response_message
+from channels_rpc.registry import MethodInfo, consumer_key
+from channels_rpc.threads import ThreadPool
+from channels_rpc.worker import CallHandler
 from tests.inprocess.helpers import (
     call,
     connect,
@@ -18,7 +29,9 @@ from tests.inprocess.helpers import (
     notification,
     receive,
     receive_text,
+    request,
     result,
+    rpc_settings,
     send,
     silent,
 )
@@ -361,3 +374,240 @@ async def test_notifications_are_never_answered(frame: dict[str, Any]) -> None:
     assert await silent(communicator)
     assert await call(communicator, "math.subtract", [1, 1]) == result(1, 0)  # still serving
     await communicator.disconnect()
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 12: what 1.0.1 users relied on
+
+
+class KeptConsumer(AsyncJsonRpcWebsocketConsumer):
+    pass
+
+
+#: Set by the test that holds calls; the held methods wait on it.
+GATES: dict[str, asyncio.Event] = {}
+RAN: list[str] = []
+
+
+@KeptConsumer.rpc_method()
+async def held(tag: str) -> str:
+    await GATES[tag].wait()
+    return tag
+
+
+@KeptConsumer.rpc_notification()
+async def held_note(tag: str) -> None:
+    await GATES[tag].wait()
+    RAN.append(tag)
+
+
+@KeptConsumer.rpc_method(queue="rpc.nobody-serves", timeout=0.2)
+async def unserved() -> None:
+    """On a queue no worker serves."""
+
+
+@KeptConsumer.rpc_method()
+@permission_required("app.view_secret")
+async def guarded(ctx: RpcContext, tag: str) -> str:
+    RAN.append(tag)
+    return tag
+
+
+@pytest.fixture(autouse=True)
+def _fresh_gates() -> None:
+    GATES.clear()
+    RAN.clear()
+
+
+async def test_a_close_cancels_calls_but_an_accepted_notification_runs_on() -> None:
+    GATES.update(call=asyncio.Event(), note=asyncio.Event(), other=asyncio.Event())
+    closing = await connect(KeptConsumer)
+    staying = await connect(KeptConsumer)  # keeps the embedded worker running
+    await send(closing, request("held", ["call"], 1))
+    await send(closing, notification("held_note", ["note"]))
+    await send(staying, request("held", ["other"], 2))
+    await closing.disconnect()
+    GATES["note"].set()
+    GATES["call"].set()
+    GATES["other"].set()
+    assert await receive(staying) == result(2, "other")
+    assert RAN == ["note"]
+    await staying.disconnect()
+
+
+async def test_the_last_close_gives_a_running_notification_the_shutdown_grace() -> None:
+    GATES["note"] = asyncio.Event()
+    communicator = await connect(KeptConsumer)
+    await send(communicator, notification("held_note", ["note"]))
+    assert await silent(communicator)  # taken by the worker by now
+    asyncio.get_running_loop().call_later(0.1, GATES["note"].set)
+    await communicator.disconnect()
+    assert RAN == ["note"]
+
+
+@pytest.mark.parametrize(("limit", "busy"), [(0, 0), (64, 36)])
+async def test_max_in_flight_0_means_no_limit(limit: int, busy: int) -> None:
+    GATES["all"] = asyncio.Event()
+    with rpc_settings(MAX_IN_FLIGHT=limit):
+        communicator = await connect(KeptConsumer)
+        for rpc_id in range(100):
+            await send(communicator, request("held", ["all"], rpc_id))
+        refused = [await receive(communicator) for _ in range(busy)]
+        GATES["all"].set()
+        answers = [await receive(communicator) for _ in range(100 - busy)]
+        await communicator.disconnect()
+    assert {answer["error"]["code"] for answer in refused} <= {-32010}
+    assert [answer.get("result") for answer in answers] == ["all"] * (100 - busy)
+
+
+async def test_max_in_flight_must_be_0_or_more() -> None:
+    with rpc_settings(MAX_IN_FLIGHT=-1), pytest.raises(Exception, match="or 0 for no limit"):
+        await connect(KeptConsumer)
+
+
+async def test_an_unanswered_call_names_its_queue_and_the_frontend_says_so_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from channels_rpc.pending import Unanswered
+
+    monkeypatch.setattr(consumer, "_unanswered", Unanswered())  # a minute of its own
+    with (
+        rpc_settings(EXECUTION="workers", REPLY_GRACE=0.0),
+        caplog.at_level(logging.WARNING, "channels_rpc"),
+    ):
+        communicator = await connect(KeptConsumer)
+        answers = [await call(communicator, "unserved", rpc_id=n) for n in range(3)]
+        await communicator.disconnect()
+    assert answers == [
+        error(
+            n,
+            -32012,
+            "Deadline Exceeded: no answer within 0.2 seconds",
+            {"timeout": 0.2, "queue": "rpc.nobody-serves"},
+        )
+        for n in range(3)
+    ]
+    warnings = [r.getMessage() for r in caplog.records if "is an rpcworker" in r.getMessage()]
+    assert warnings == [
+        "1 request on queue rpc.nobody-serves got no answer from a worker in time "
+        "(e.g. 'unserved'): is an rpcworker serving rpc.nobody-serves?"
+    ]
+
+
+def test_unanswered_calls_are_reported_once_per_queue_and_interval() -> None:
+    from channels_rpc.pending import Unanswered
+
+    now = [0.0]
+    tally = Unanswered(interval=60.0, clock=lambda: now[0])
+    assert tally.expired("q", "a") == (1, "a")
+    assert tally.expired("q", "b") is None
+    assert tally.expired("other", "c") == (1, "c")
+    now[0] = 59.0
+    assert tally.expired("q", "d") is None
+    now[0] = 60.0
+    assert tally.expired("q", "e") == (3, "b")  # b, d and e since the last report
+
+
+def forged(method: str, user: Any, *, reply_to: str = "specific.forged!reply") -> dict[str, Any]:
+    body = json.dumps({"jsonrpc": "2.0", "method": method, "params": ["forged"], "id": 1})
+    return Call(
+        consumer=consumer_key(KeptConsumer),
+        method=method,
+        body=body,
+        queue="rpc.default",
+        call=1,
+        reply_to=reply_to,
+        deadline=None,
+        timeout=None,
+        sent_at=0.0,
+        scope={"type": "websocket", "user": user},
+    ).to_message()
+
+
+async def test_a_worker_refuses_a_protected_method_to_a_request_no_frontend_checked() -> None:
+    layer = InMemoryChannelLayer()
+    handler = CallHandler(layer, RpcConfig())  # as in rpcworker: requests may come from anyone
+    await handler(forged("guarded", None))
+    answer = await layer.receive("specific.forged!reply")
+    refusal = error(1, -32601, "Method Not Found: 'guarded'", {"method": "guarded"})["error"]
+    assert answer == response_message(1, False, json.dumps(refusal, separators=(",", ":")))
+    assert RAN == []
+    handler.close()
+
+
+async def test_the_function_checks_nothing_twice_when_the_worker_checked() -> None:
+    class CountingUser:
+        is_authenticated = True
+        pk = 3
+
+        def __init__(self) -> None:
+            self.checks = 0
+
+        def has_perms(self, perms: Any) -> bool:
+            self.checks += 1
+            return True
+
+    user = CountingUser()
+    communicator = await connect(KeptConsumer, user=user)
+    assert await call(communicator, "guarded", ["ok"]) == result(1, "ok")
+    await communicator.disconnect()
+    assert user.checks == 1  # the front-end's; the embedded worker and the function trust it
+    # Called directly, the function checks for itself.
+    context = RpcContext(None, "guarded", 5, False, scope={"user": user})
+    assert await guarded(context, "direct") == "direct"
+    assert user.checks == 2
+    with pytest.raises(JsonRpcError) as denied:
+        await guarded(RpcContext(None, "guarded", 5, False, scope={}), "nobody")
+    assert (denied.value.code, denied.value.rpc_id, denied.value.data) == (-32601, 5, None)
+
+
+async def test_a_closed_thread_pool_keeps_no_thread() -> None:
+    pool = ThreadPool(2, idle_seconds=60, name="compat-closed")
+    release, running = threading.Event(), threading.Event()
+
+    def block() -> bool:
+        running.set()
+        return release.wait(5)
+
+    busy = asyncio.ensure_future(pool.run(block))
+    assert await asyncio.to_thread(running.wait, 5)
+    assert await pool.run(lambda: "idle after this") == "idle after this"
+    threads = await asyncio.to_thread(_wait_for_threads, "compat-closed-", 2)
+    pool.close(wait=5)
+    assert pool.threads == 1  # the idle one ended; the busy one ends with its function
+    release.set()
+    assert await busy is True
+    for thread in threads:
+        await asyncio.to_thread(thread.join, 5)
+    assert not [thread.name for thread in threads if thread.is_alive()]
+    assert await pool.run(lambda: "late") == "late"  # still runs, in a thread that ends
+
+
+def _wait_for_threads(prefix: str, count: int) -> list[threading.Thread]:
+    for _ in range(500):
+        threads = [t for t in threading.enumerate() if t.name.startswith(prefix)]
+        if len(threads) == count:
+            return threads
+        threading.Event().wait(0.01)
+    raise AssertionError(f"no {count} threads named {prefix}*")
+
+
+EXIT_PROBE = """
+import asyncio, atexit, threading
+
+# Registered first, so it runs last: after channels_rpc's own exit handler.
+atexit.register(lambda: print([t.name for t in threading.enumerate() if "probe" in t.name]))
+
+from channels_rpc.threads import ThreadPool
+
+pool = ThreadPool(2, idle_seconds=60, name="probe")
+asyncio.run(pool.run(lambda: None))
+"""
+
+
+def test_no_pool_thread_is_left_waiting_at_interpreter_exit() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE], cwd=repo, capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

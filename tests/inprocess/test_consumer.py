@@ -87,7 +87,10 @@ async def test_a_call_no_worker_takes_is_answered_at_its_deadline() -> None:
         answer = await call(communicator, "orphan", rpc_id=9)
         elapsed = time.monotonic() - started
         assert answer == error(
-            9, -32012, "Deadline Exceeded: no answer within 0.3 seconds", {"timeout": timeout}
+            9,
+            -32012,
+            "Deadline Exceeded: no answer within 0.3 seconds",
+            {"timeout": timeout, "queue": "rpc.nobody"},
         )
         assert timeout + grace <= elapsed <= timeout + grace + MARGIN
         await communicator.disconnect()

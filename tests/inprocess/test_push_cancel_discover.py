@@ -322,7 +322,7 @@ async def test_a_cancel_naming_an_array_or_object_id_is_ignored_quietly(
 # 2. Disconnecting
 
 
-async def test_closing_a_connection_cancels_its_running_calls_and_notifications() -> None:
+async def test_closing_a_connection_cancels_its_running_calls_not_its_notifications() -> None:
     closing = await connect(WorkConsumer)
     staying = await connect(WorkConsumer)
     await send(closing, request("hold", {"tag": "c1"}, 1))
@@ -332,7 +332,11 @@ async def test_closing_a_connection_cancels_its_running_calls_and_notifications(
     await TRACK.wait("c1:started", "c2:started", "cn:started", "s1:started")
 
     await closing.disconnect()
-    await TRACK.wait("c1:finally", "c2:finally", "cn:finally")
+    await TRACK.wait("c1:finally", "c2:finally")
+    # A notification has no answer to wait for: sent, then closed, it still runs (as in 1.0.1).
+    assert not TRACK.seen("cn:finally")
+    TRACK.event("cn:release").set()
+    await TRACK.wait("cn:finally")
 
     assert not TRACK.seen("s1:finally")  # another connection's call runs on
     TRACK.event("s1:release").set()
@@ -340,12 +344,13 @@ async def test_closing_a_connection_cancels_its_running_calls_and_notifications(
     await staying.disconnect()
 
 
-async def test_closing_a_connection_cancels_a_notification_with_no_call_pending() -> None:
+async def test_the_last_close_lets_a_running_notification_finish() -> None:
     communicator = await connect(WorkConsumer)
     await send(communicator, notification("hold", {"tag": "n"}))
     await TRACK.wait("n:started")
+    asyncio.get_running_loop().call_later(0.1, TRACK.event("n:release").set)
     await communicator.disconnect()
-    await TRACK.wait("n:finally")
+    assert TRACK.seen("n:finally")
 
 
 # ---------------------------------------------------------------------------------------------

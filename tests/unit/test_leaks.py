@@ -44,7 +44,7 @@ def run_leaky_suite(tmp_path: Path, *plugins: str) -> tuple[dict[str, set[str]],
     (tmp_path / "test_leaky.py").write_text(LEAKY_SUITE)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(REPO)
-    argv = [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider"]
+    argv = [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-p", "no:asyncio"]
     for plugin in plugins:
         argv += ["-p", plugin]
     done = subprocess.run(
