@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
+
+import channels_rpc
 from workers.cluster import REPO, Process
 
 from .markdown import Block, Command
@@ -204,9 +207,13 @@ class QuickStart:
         # package declares. Anything else comes from this interpreter (no download), so it
         # must be installed here (the test extra lists what the README's tests need).
         for requirement in requirements:
-            if match := re.fullmatch(r"channels-rpc(?:\[([\w,-]+)\])?", requirement):
+            if match := re.fullmatch(r"channels-rpc(?:\[([\w,-]+)\])?(.*)", requirement):
                 wanted = set(filter(None, (match.group(1) or "").split(",")))
                 assert wanted <= self.venv.extras(), f"channels-rpc has no extra {wanted}"
+                # The version asked for is the checkout's, not 1.0.1 from the package index.
+                allowed = SpecifierSet(match.group(2), prereleases=True)
+                assert channels_rpc.__version__ in allowed, f"{requirement!r} refuses this version"
+                assert "1.0.1" not in allowed, f"{requirement!r} lets pip install 1.0.1"
             else:
                 assert re.fullmatch(r"[\w.-]+", requirement), f"unexpected {requirement!r}"
                 self.venv.query(f"from importlib.metadata import version; version({requirement!r})")
