@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-import workers.methods  # noqa: F401  (registers the methods)
+import workers.rpc  # noqa: F401  (found by autodiscovery too: it registers the methods)
 from tests.inprocess.helpers import call, connect, error, notification, receive, result, send
 from workers.consumers import RpcConsumer
 
