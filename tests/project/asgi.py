@@ -15,7 +15,6 @@ from channels_rpc import RpcWorkerConsumer  # noqa: E402
 from tests.project import abuse, faults, frontline, hardening, promises  # noqa: E402, F401  (probe methods)
 from tests.project.consumers import ProbeConsumer, SpecConsumer  # noqa: E402
 from tests.project.frontline import MiddlewareConsumer  # noqa: E402
-from workers import methods  # noqa: E402, F401
 from workers.consumers import RpcConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
