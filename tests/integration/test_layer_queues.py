@@ -121,6 +121,7 @@ async def test_sends_whose_callers_gave_up_are_never_sent(
     # The front-end's old pattern: a time limit around send. While Redis is slow, one send is in
     # flight and the others wait behind it; all give up. They used to wait in the sender until an
     # unrelated send, then go out with it: calls answered -32010 ran anyway.
+    needs_redis_server(private_redis)  # CLIENT PAUSE
     layer = make_layer(private_redis)
     await layer.send("rpc.q", {"type": "x", "n": "warm"})
     assert await queued(layer, "rpc.q") == ["warm"]
@@ -139,6 +140,7 @@ async def test_sends_whose_callers_gave_up_are_never_sent(
 async def test_a_time_limited_send_is_never_sent_after_its_limit(
     private_redis: Redis, private_admin: AsyncRedis
 ) -> None:
+    needs_redis_server(private_redis)  # CLIENT PAUSE
     layer = make_layer(private_redis)
     await layer.send("rpc.q", {"type": "x", "n": "warm"})
     assert await queued(layer, "rpc.q") == ["warm"]
