@@ -4,11 +4,15 @@ Layers, each importing only those below it (checked by import-linter, see pyproj
 
     consumer | worker, rpcworker, embedded    Channels/Django adapters; consumer and worker never
                                              import each other
-    dispatch, signals, middleware, ...        helpers the adapters share; the 1.0.1 module names
+    checks, scope, caller, call_signals       startup checks; the scope's trip; a worker's handle
+                                             on its caller; the method signals
+    sending, groups, registration, ...        the front-end's pieces (calls out, memberships, the
+                                             1.0.1 class methods) and the helpers both sides share
     config, execution, runtime, layers        settings; running one call; the worker loop; Redis
     registry, envelope, pending, context      methods; channel-layer messages; pending calls
     protocol                                  the JSON-RPC wire format
-    exceptions                                error codes and JsonRpcError
+    exceptions, _layer, _aio                  error codes; the channel layer's Protocol; asyncio
+                                             plumbing
 
 The front-end (``AsyncJsonRpcWebsocketConsumer``) validates and enqueues; workers
 (``manage.py rpcworker``) run methods and answer through the front-end's reply channel.

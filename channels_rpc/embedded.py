@@ -25,6 +25,8 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 
+from channels_rpc._aio import TaskSet
+from channels_rpc._layer import ChannelLayer
 from channels_rpc.config import get_config
 from channels_rpc.envelope import WORKERS_GROUP, cancel_message
 from channels_rpc.runtime import WorkerRuntime
@@ -44,15 +46,15 @@ class _Embedded:
 _embedded: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Embedded] = (
     weakref.WeakKeyDictionary()
 )
-_retiring: set[asyncio.Task[None]] = set()
+_retiring = TaskSet()
 
 
-def ensure_worker(layer: Any, queues: Iterable[str]) -> WorkerRuntime:
+def ensure_worker(layer: ChannelLayer, queues: Iterable[str]) -> WorkerRuntime:
     """Make sure this event loop runs a worker serving ``queues`` on ``layer``."""
     return _current(layer, queues).runtime
 
 
-def attach(layer: Any, queues: Iterable[str], reply_to: str) -> Release:
+def attach(layer: ChannelLayer, queues: Iterable[str], reply_to: str) -> Release:
     """Serve ``queues`` for the connection replying on ``reply_to``, until it is released.
 
     The last connection to go stops the worker, once its own calls are cancelled (its close
@@ -87,7 +89,7 @@ async def shutdown(grace: float = 0.0) -> None:
         await embedded.runtime.stop(grace)
 
 
-def _current(layer: Any, queues: Iterable[str]) -> _Embedded:
+def _current(layer: ChannelLayer, queues: Iterable[str]) -> _Embedded:
     loop = asyncio.get_running_loop()
     _bury_dead()
     embedded = _embedded.get(loop)
@@ -101,9 +103,7 @@ def _current(layer: Any, queues: Iterable[str]) -> _Embedded:
 
 
 def _retire(runtime: WorkerRuntime) -> None:
-    task = asyncio.create_task(runtime.stop(0.0))
-    _retiring.add(task)
-    task.add_done_callback(_retiring.discard)
+    _retiring.spawn(runtime.stop(0.0))
 
 
 def _bury_dead() -> None:

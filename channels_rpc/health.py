@@ -14,12 +14,12 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, JsonResponse
 
 from channels_rpc._compat import timeout
+from channels_rpc._layer import ChannelLayer, redis_hosts
 from channels_rpc.config import get_config
 
 __all__ = ["HEARTBEAT_SECONDS", "UNHEALTHY", "beat", "check_layer", "health_view"]
@@ -32,11 +32,14 @@ HEARTBEAT_SECONDS = 5.0
 UNHEALTHY = "unhealthy"
 
 
-async def check_layer(layer: Any, within: float = 1.0) -> None:
+async def check_layer(layer: ChannelLayer, within: float = 1.0) -> None:
     """Raise if the channel layer does not answer within ``within`` seconds."""
+    hosts = redis_hosts(layer)
+    if hosts is None:  # not on a ring of Redis hosts: nothing to ask
+        return
     async with timeout(within):
-        for index in range(getattr(layer, "ring_size", 0)):  # Redis layers: one PING per host
-            await layer.connection(index).ping()
+        for index in range(hosts.ring_size):  # one PING per Redis host
+            await hosts.connection(index).ping()
 
 
 async def health_view(request: HttpRequest) -> JsonResponse:
@@ -49,7 +52,9 @@ async def health_view(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-async def beat(layer: Any, path: Path, problem: Callable[[], str | None] | None = None) -> None:
+async def beat(
+    layer: ChannelLayer, path: Path, problem: Callable[[], str | None] | None = None
+) -> None:
     """Write ``path`` every few seconds while the layer answers (runs until cancelled).
 
     ``problem`` names what keeps the worker from serving although the layer answers; the file

@@ -19,7 +19,8 @@ capacities and expiry, and changes the rest:
   ``withdraw`` takes a message back while it is still queued (cancellation);
 * the layer keeps Redis' clock (``clock()``: this host's time plus an offset measured from Redis
   ``TIME`` on every new connection and every watchdog check), so that deadlines and queue times
-  crossing hosts mean the same everywhere, whatever each host's clock says;
+  crossing hosts mean the same everywhere, whatever each host's clock says
+  (:mod:`channels_rpc._redis.clock`);
 * a watchdog (:mod:`channels_rpc._redis.watchdog`) notices within seconds that Redis lost its
   data without a restart (``FLUSHDB``, evicted group keys) and has memberships joined again;
 * group memberships made through ``join_group`` are recorded with their channel, capped, and
@@ -27,7 +28,7 @@ capacities and expiry, and changes the rest:
   (:mod:`channels_rpc._redis.memberships`);
 * connections get a read timeout longer than the blocking pop. redis-py 8 defaults it to 5 s,
   the same as the pop, so stock idle receivers die every 5 s (channels_redis#422); with no
-  timeout at all a dead server would hang them forever;
+  timeout at all a dead server would hang them forever (:mod:`channels_rpc._redis.options`);
 * a channel is bounded in bytes as well as in messages (``byte_capacity``, default 64 MiB, and
   ``channel_byte_capacity``, patterns as ``channel_capacity``), and Redis' ``maxmemory`` holds
   (Redis >= 7): refusals raise :class:`LayerFull`, a ``ChannelFull`` whose ``reason`` says why;
@@ -42,29 +43,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 import uuid
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
 from channels_redis.core import RedisChannelLayer as StockRedisChannelLayer
 from channels_redis.utils import decode_hosts
 
+from channels_rpc._redis.clock import RedisClock
 from channels_rpc._redis.inbox import Inbox
 from channels_rpc._redis.memberships import JoinResult, Memberships
+from channels_rpc._redis.options import ByteCapacities, with_timeouts
 from channels_rpc._redis.pop import Popper
 from channels_rpc._redis.scripts import WITHDRAW, byte_counter
 from channels_rpc._redis.sender import DEFAULT_BYTE_CAPACITY, Handle, LayerFull, Sender
+from channels_rpc._redis.sessions import Sessions
 from channels_rpc._redis.watchdog import WATCH_INTERVAL, Watchdog, endpoint_of
 
 __all__ = ["Handle", "LayerFull", "RedisChannelLayer"]
 
 logger = logging.getLogger("channels_rpc.layers")
-
-#: How much longer than a blocking pop a read may take before the connection counts as dead.
-READ_TIMEOUT_MARGIN: Final = 5.0
 
 
 class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
@@ -72,17 +72,19 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
     def __init__(self, hosts: Any = None, **kwargs: Any) -> None:
         watch_interval = float(kwargs.pop("watch_interval", WATCH_INTERVAL))  # not channels-redis'
-        # Bytes a channel may hold, as channels-redis' capacity and channel_capacity count
-        # messages (same patterns): a capacity of 100 large messages is no bound on memory.
         byte_capacity = int(kwargs.pop("byte_capacity", DEFAULT_BYTE_CAPACITY))
         channel_byte_capacity = kwargs.pop("channel_byte_capacity", None) or {}
         super().__init__(hosts=hosts, **kwargs)
-        self.hosts = [self._with_timeouts(host) for host in decode_hosts(hosts)]
-        self.byte_capacity = byte_capacity
-        self.channel_byte_capacity = self.compile_capacities(channel_byte_capacity)
+        self.hosts = [
+            {**with_timeouts(host, self.brpop_timeout), "redis_connect_func": self._on_connect}
+            for host in decode_hosts(hosts)
+        ]
+        self.byte_capacities = ByteCapacities(
+            byte_capacity, self.compile_capacities(channel_byte_capacity)
+        )
         self.popper = Popper(int(self.expiry))
+        self.redis_clock = RedisClock()
         self._reconnect_callbacks: list[Callable[[], None]] = []
-        self._clock_offset = 0.0  # Redis' clock minus this host's, measured on connect
         self._epochs: dict[str, Any] = {}
         self._epoch_key = self.prefix + "rpc.epoch"
         self._senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sender] = (
@@ -91,11 +93,9 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         self._inboxes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Inbox]] = (
             weakref.WeakKeyDictionary()
         )
-        # The clock offset's last measurement: its round trip and when it was taken.
-        self._clock_rtt = math.inf
-        self._clock_measured = -math.inf
         self._watchdog = Watchdog(self, watch_interval)
         self._memberships = Memberships(self)
+        self.sessions = Sessions(self)  # issue 13: channels_rpc._redis.sessions
 
     def clock(self) -> float:
         """Seconds since the epoch on Redis' clock: the one clock every process agrees on.
@@ -103,22 +103,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         Deadlines and queue times cross hosts in this time, so a host whose clock is off
         neither expires calls early nor runs expired ones.
         """
-        return time.time() + self._clock_offset
-
-    def _adjust_clock(self, before: float, after: float, server_time: Sequence[Any]) -> None:
-        """Take Redis' ``TIME`` reply, read between ``before`` and ``after`` on this host's clock.
-
-        Redis answered somewhere within the round trip: taking its middle errs by at most half
-        of it. A round trip much slower than the last one taken (a busy loop, a busy Redis) is
-        a worse measurement and is skipped, unless the last one is a minute old: clocks drift.
-        """
-        rtt = after - before
-        if rtt > 2 * self._clock_rtt + 0.002 and before < self._clock_measured + 60:
-            return
-        redis_now = int(server_time[0]) + int(server_time[1]) / 1e6
-        self._clock_offset = redis_now - (before + after) / 2
-        self._clock_rtt = rtt
-        self._clock_measured = before
+        return self.redis_clock.now()
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` each time this process finds that Redis restarted.
@@ -134,24 +119,6 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
                 callback()
             except Exception:
                 logger.exception("a reconnect callback raised")
-
-    def _with_timeouts(self, host: dict[str, Any]) -> dict[str, Any]:
-        minimum = self.brpop_timeout + READ_TIMEOUT_MARGIN
-        timeout = host.get("socket_timeout", minimum)
-        if timeout is not None and timeout < minimum:
-            raise ValueError(
-                f"socket_timeout={timeout} would cut the layer's {self.brpop_timeout} s blocking "
-                f"reads; use at least {minimum} (or leave it unset)."
-            )
-        # redis-py waits up to 5 s (20 s before redis-py 8) for a connection to a host that does
-        # not answer; a front-end would hold calls that long. Two seconds tell a dead host.
-        connect_timeout = host.get("socket_connect_timeout", 2.0)
-        return {
-            **host,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": connect_timeout,
-            "redis_connect_func": self._on_connect,
-        }
 
     async def _on_connect(self, connection: Any) -> None:
         """Every new connection: tell whether Redis lost its data (restarted) since the last.
@@ -170,7 +137,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         before = time.time()
         await connection.send_command("TIME")
         server_time = await connection.read_response()
-        self._adjust_clock(before, time.time(), server_time)
+        self.redis_clock.adjust(before, time.time(), server_time)
         endpoint = endpoint_of(connection)
         previous = self._epochs.get(endpoint)
         self._epochs[endpoint] = epoch
@@ -195,9 +162,11 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         passed, and the message is then never sent, or withdrawn if Redis took it anyway (see
         :mod:`channels_rpc._redis.sender`): a caller that gave up may answer "not sent".
         """
-        assert isinstance(message, dict), "message is not a dict"
-        assert self.require_valid_channel_name(channel), "Channel name not valid"
-        assert "__asgi_channel__" not in message
+        if not isinstance(message, dict):
+            raise TypeError("message is not a dict")
+        self.require_valid_channel_name(channel)  # raises TypeError
+        if "__asgi_channel__" in message:
+            raise ValueError("__asgi_channel__ is the layer's own key: not one for a message")
         target = channel
         if "!" in channel:
             message = {**message, "__asgi_channel__": channel}
@@ -209,6 +178,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
             capacity=self.get_capacity(channel),
             byte_capacity=self.get_byte_capacity(channel),
             timeout=timeout,
+            routes=(channel,) if target != channel else (),  # their sessions' routes
         )
         return handle if handle.prefix else None
 
@@ -221,7 +191,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         would otherwise expire the answers waiting in every member's key), counted in the
         byte counters, refused whole when Redis is over ``maxmemory``.
         """
-        assert self.require_valid_group_name(group), "Group name not valid"
+        self.require_valid_group_name(group)  # raises TypeError
         key = self._group_key(group)
         connection = self.connection(self.consistent_hash(group))
         await connection.zremrangebyscore(key, min=0, max=int(self.clock()) - self.group_expiry)
@@ -239,6 +209,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
                 ),
                 capacity=self.get_capacity(channels[0]),
                 byte_capacity=self.get_byte_capacity(channels[0]),
+                routes=channels if "!" in target else (),
             )
             for target, channels in by_key.items()
         ]
@@ -262,10 +233,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
 
     def get_byte_capacity(self, channel: str) -> int:
         """Bytes ``channel`` may hold: the first ``channel_byte_capacity`` pattern it matches."""
-        for pattern, capacity in self.channel_byte_capacity:
-            if pattern.match(channel):
-                return int(capacity)
-        return self.byte_capacity
+        return self.byte_capacities.of(channel)
 
     async def withdraw(self, channel: str, handles: Sequence[Handle]) -> int:
         """Remove messages of a normal channel that no receiver has taken yet; how many.
@@ -289,10 +257,9 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         self._watchdog.start()  # a process that receives relies on Redis' state: watch it
         if "!" not in channel:
             return (await self.receive_single(channel))[1]
-        assert self.require_valid_channel_name(channel), "Channel name not valid"
-        assert self.non_local_name(channel).endswith(self.client_prefix + "!"), (
-            "Wrong client prefix"
-        )
+        self.require_valid_channel_name(channel)  # raises TypeError
+        if not self.non_local_name(channel).endswith(self.client_prefix + "!"):
+            raise ValueError("Wrong client prefix")
         inboxes = self._inboxes.setdefault(asyncio.get_running_loop(), {})
         key = self.prefix + self.non_local_name(channel)
         if key not in inboxes:
@@ -349,7 +316,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         for name in channels:
             if "!" in name:
                 raise ValueError("queues are normal channels, not process-local ones")
-            assert self.require_valid_channel_name(name, receive=True), "Channel name invalid"
+            self.require_valid_channel_name(name, receive=True)  # raises TypeError
         if len({self.consistent_hash(name) for name in channels}) != 1:
             raise ValueError(f"{list(channels)} live on different Redis hosts; serve them apart")
         return [self.prefix + name for name in channels]
@@ -379,15 +346,15 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         See :func:`channels_rpc.groups.join`. Safe from any process, before or after the
         channel's :meth:`close_channel`: a join that lands after the close is undone.
         """
-        assert self.require_valid_group_name(group), "Group name not valid"
-        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        self.require_valid_group_name(group)  # these raise TypeError
+        self.require_valid_channel_name(channel)
         result = await self._memberships.join(group, channel, limit)
         if result == "joined":
             self.track_group(group, channel)
         return result
 
     async def leave_group(self, group: str, channel: str) -> None:
-        assert self.require_valid_group_name(group), "Group name not valid"
+        self.require_valid_group_name(group)  # raises TypeError
         self._watchdog.tracked.discard(group, channel)
         await self._memberships.leave(group, channel)
 

@@ -25,9 +25,19 @@ from typing import Any, Final
 from channels_rpc.exceptions import RPC_ERRORS, JsonRpcErrorCode
 from channels_rpc.registry import MethodSpec
 
-__all__ = ["OPENRPC_VERSION", "document", "schema_for"]
+__all__ = ["OPENRPC_VERSION", "PROGRESS", "describe_api", "document", "for_consumer", "schema_for"]
 
 OPENRPC_VERSION: Final = "1.3.2"
+#: The notification ``ctx.progress()`` sends, listed in every consumer's document.
+PROGRESS: Final[Mapping[str, Any]] = {
+    "description": "Progress of a pending call, sent before its answer (ctx.progress()).",
+    "params": [
+        {"name": "id", "required": True, "schema": {"type": ["string", "number", "null"]}},
+        {"name": "progress", "required": True, "schema": {"type": "number"}},
+        {"name": "total", "required": False, "schema": {"type": "number"}},
+        {"name": "message", "required": False, "schema": {"type": "string"}},
+    ],
+}
 _MAX_DEPTH: Final = 8  # nested annotations deeper than this are described as "any"
 
 _SCALARS: Final[dict[Any, dict[str, Any]]] = {
@@ -146,6 +156,41 @@ def document(
         "x-cancellation": {"notifications": ["rpc.cancel", "$/cancelRequest"], "params": ["id"]},
     }
     return doc
+
+
+def for_consumer(
+    consumer: type[Any], specs: Iterable[MethodSpec], *, default_queue: str
+) -> dict[str, Any]:
+    """The document of a consumer class: its ``openrpc_info`` and ``server_notifications``."""
+    notifications = {**consumer.server_notifications, "rpc.progress": PROGRESS}
+    info = {"title": consumer.__name__, "version": "1.0.0", **consumer.openrpc_info}
+    return document(
+        specs, info=info, server_notifications=notifications, default_queue=default_queue
+    )
+
+
+def describe_api(consumer_name: str, specs: Iterable[MethodSpec]) -> dict[str, Any]:
+    """channels-rpc 1.0.1's description of a consumer's methods (``describe_api()``)."""
+    specs = list(specs)
+    return {
+        "jsonrpc": "2.0",
+        "consumer": consumer_name,
+        "methods": [_describe(spec, transports=True) for spec in specs if not spec.is_notification],
+        "notifications": [_describe(spec) for spec in specs if spec.is_notification],
+    }
+
+
+def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
+    info = spec.info()
+    entry: dict[str, Any] = {
+        "name": info.name,
+        "signature": info.signature,
+        "doc": info.docstring,
+        "accepts_context": info.accepts_context,
+    }
+    if transports:
+        entry["transports"] = [name for name, on in info.transport_options.items() if on]
+    return entry
 
 
 def _method(spec: MethodSpec, default_queue: str) -> dict[str, Any]:

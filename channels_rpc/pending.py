@@ -5,14 +5,21 @@ only has to be unique among the connection's pending calls (JSON-RPC 2.0 asks no
 compare as JSON values: ``1`` and ``1.0`` are the same id, ``"1"`` is another; ``null`` ids are
 not tracked, since a client cannot tell their answers apart anyway.
 
-A batch is answered with one array once every element that expects an answer has one. Answers
-that arrive for a token no longer here (after its deadline, or for a call answered already) are
-dropped: every call is answered exactly once. An array too large for one frame keeps its shape:
-its largest answers are replaced with -32014 errors until it fits.
+Every call is answered exactly once, and this table keeps that promise itself: a call leaves it
+answered through :meth:`PendingCalls.settle` (or :meth:`~PendingCalls.fail`, with an error), or
+unanswered through :meth:`~PendingCalls.take` (the close); either way its deadline is disarmed.
+Answers that arrive for a token no longer here (after its deadline, after a cancellation, or for
+a call answered already) are dropped. A deadline is a timer the table sets
+(:meth:`~PendingCalls.arm`) on the scheduler it is given: the running event loop, or a fake
+clock in tests.
+
+A batch is answered with one array once every element that expects an answer has one. An array
+too large for one frame keeps its shape: its largest answers are replaced with -32014 errors
+until it fits.
 
 Notifications are tracked too, from the moment they are enqueued until a worker takes them
-(``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit.
-A limit of 0 means none.
+(``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit;
+they are never answered. A limit of 0 means none.
 
 Calls that no worker answered in time are counted per queue (:class:`Unanswered`), for a warning
 at most once a minute per queue: the front-end is the one process that sees a queue nobody
@@ -21,13 +28,17 @@ serves.
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from channels_rpc.exceptions import JsonRpcErrorCode, error_object
+from channels_rpc.logsafe import protect
 from channels_rpc.protocol import JsonId, encode_error, encode_id, error_frame, utf8_size
 
 __all__ = [
@@ -35,20 +46,50 @@ __all__ = [
     "DuplicateId",
     "Pending",
     "PendingCalls",
+    "Scheduler",
     "TooManyInFlight",
     "Unanswered",
+    "answer_now",
+    "deadline_error",
+    "fit",
     "too_large_frame",
+    "unclaimed_error",
 ]
 
+# The front-end's records, under the front-end's logger name.
+logger = protect(logging.getLogger("channels_rpc"))
+
 IdKey: TypeAlias = tuple[str, Any]
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """What the table needs of an event loop to set deadlines (``asyncio`` loops have it)."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object], /) -> Timer: ...
 
 
 class DuplicateId(Exception):
     """A call reused the id of a call that is still pending on this connection."""
 
+    def error(self) -> dict[str, Any]:
+        why = "Request ID is already in use by a pending request"
+        return error_object(JsonRpcErrorCode.INVALID_REQUEST, data={"field": why})
+
 
 class TooManyInFlight(Exception):
     """The connection already has as many pending calls as it may."""
+
+    def error(self) -> dict[str, Any]:
+        reason = "too many calls in flight on this connection"
+        return error_object(
+            JsonRpcErrorCode.SERVER_BUSY, data={"limit": self.args[0], "reason": reason}
+        )
 
 
 def too_large_frame(id_json: str, size: int, limit: int, what: str = "response") -> str:
@@ -57,6 +98,24 @@ def too_large_frame(id_json: str, size: int, limit: int, what: str = "response")
     return error_frame(
         id_json, encode_error(error_object(JsonRpcErrorCode.RESPONSE_TOO_LARGE, data=data))
     )
+
+
+def fit(id_json: str, frame: str, limit: int) -> str:
+    """``frame``, or a -32014 answer for its id if it exceeds ``limit`` bytes.
+
+    Workers of this package never send such answers; a result rewritten by
+    ``process_response`` middleware, or ``rpc.discover`` in a batch, might.
+    """
+    if (size := utf8_size(frame)) <= limit:
+        return frame
+    logger.warning("answer of %d bytes over MAX_RESPONSE_SIZE (%d): -32014", size, limit)
+    return too_large_frame(id_json, size, limit)
+
+
+def answer_now(id_json: str, frame: str, batch: Batch | None, limit: int) -> str | None:
+    """A call answered at once, never pending: the frame to write, or its batch's once complete."""
+    frame = fit(id_json, frame, limit)
+    return batch.add(frame, id_json) if batch is not None else frame
 
 
 class Batch:
@@ -124,7 +183,7 @@ class Pending:
     timeout: float | None
     batch: Batch | None = None
     slot: int = -1
-    timer: Any = field(default=None, repr=False)  # the adapter's timer handle
+    timer: Timer | None = field(default=None, repr=False)  # its deadline, while armed
     queue: str = ""  # where the request was enqueued
     handle: Any = None  # the layer's handle to withdraw it while still queued
     is_notification: bool = False  # held only until a worker takes it
@@ -135,6 +194,11 @@ class Pending:
             return frame
         return self.batch.fill(self.slot, frame)
 
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
 
 def id_key(rpc_id: JsonId) -> IdKey | None:
     if rpc_id is None:
@@ -142,11 +206,18 @@ def id_key(rpc_id: JsonId) -> IdKey | None:
     return ("s", rpc_id) if isinstance(rpc_id, str) else ("n", rpc_id)
 
 
-class PendingCalls:
-    """Pending calls of one connection, by token and by JSON-RPC id; ``limit`` 0: no limit."""
+OnExpire = Callable[[Pending], None]
 
-    def __init__(self, limit: int) -> None:
+
+class PendingCalls:
+    """Pending calls of one connection, by token and by JSON-RPC id; ``limit`` 0: no limit.
+
+    ``scheduler`` sets the deadlines (None: the event loop running when one is armed).
+    """
+
+    def __init__(self, limit: int, scheduler: Scheduler | None = None) -> None:
         self.limit: float = limit or math.inf
+        self._scheduler = scheduler
         self._by_token: dict[int, Pending] = {}
         self._by_id: dict[IdKey, int] = {}
         self._last_token = 0
@@ -172,13 +243,32 @@ class PendingCalls:
         return pending
 
     def open_notification(self, method: str, timeout: float | None) -> Pending:
-        """Count a notification against the limit until a worker takes it (``take``)."""
+        """Count a notification against the limit until a worker takes it (:meth:`taken`)."""
         if len(self._by_token) >= self.limit:
             raise TooManyInFlight(self.limit)
         self._last_token += 1
         pending = Pending(self._last_token, "null", None, method, timeout, is_notification=True)
         self._by_token[pending.token] = pending
         return pending
+
+    def arm(self, token: int, delay: float, on_expire: OnExpire) -> None:
+        """Give a call a deadline ``delay`` seconds from now.
+
+        If it is still here then, ``on_expire(pending)`` runs; it must settle, fail or take it.
+        """
+        pending = self._by_token.get(token)
+        if pending is None:
+            return
+        pending.disarm()
+        scheduler = self._scheduler or asyncio.get_running_loop()
+        expire = functools.partial(self._expire, token, on_expire)
+        pending.timer = scheduler.call_at(scheduler.time() + delay, expire)
+
+    def _expire(self, token: int, on_expire: OnExpire) -> None:
+        pending = self._by_token.get(token)
+        if pending is not None:
+            pending.timer = None
+            on_expire(pending)
 
     def get(self, token: int) -> Pending | None:
         return self._by_token.get(token)
@@ -189,11 +279,54 @@ class PendingCalls:
         token = self._by_id.get(key) if key is not None else None
         return self._by_token.get(token) if token is not None else None
 
+    def arrived(self, token: int) -> Pending | None:
+        """The call an answer came for, its deadline disarmed; None if it was settled already.
+
+        The answer may still be prepared (awaited) before :meth:`settle`: its deadline no
+        longer applies, since it came in time.
+        """
+        pending = self._by_token.get(token)
+        if pending is not None:
+            pending.disarm()
+        return pending
+
+    def taken(self, token: int) -> None:
+        """A worker took the request: its wait for one ends, and a notification is done."""
+        pending = self._by_token.get(token)
+        if pending is None:
+            return
+        pending.disarm()
+        if pending.is_notification:
+            self.take(token)  # its in-flight slot is free again
+
+    def settle(self, token: int, frame: str) -> str | None:
+        """Answer a call with ``frame``: the one way a call leaves the table answered.
+
+        Returns what to write: the frame, or its batch's array once complete. None when there
+        is nothing to write: the call was settled already (an answer after its deadline, or
+        after a cancellation: dropped), it is a notification (never answered), or the rest of
+        its batch is still pending.
+        """
+        pending = self.take(token)
+        if pending is None or pending.is_notification:
+            return None
+        return pending.route(frame)
+
+    def fail(self, token: int, error: dict[str, Any]) -> str | None:
+        """Answer a call with the error object ``error``; what to write, as :meth:`settle`."""
+        pending = self._by_token.get(token)
+        if pending is None:
+            return None
+        return self.settle(token, error_frame(pending.id_json, encode_error(error)))
+
     def take(self, token: int) -> Pending | None:
-        """Remove and return a pending call; None if it was answered already."""
+        """Remove and return a pending call, unanswered; None if it was answered already."""
         pending = self._by_token.pop(token, None)
-        if pending is not None and pending.key is not None:
+        if pending is None:
+            return None
+        if pending.key is not None:
             del self._by_id[pending.key]
+        pending.disarm()
         return pending
 
     def drain(self) -> list[Pending]:
@@ -201,7 +334,28 @@ class PendingCalls:
         calls = list(self._by_token.values())
         self._by_token.clear()
         self._by_id.clear()
+        for pending in calls:
+            pending.disarm()
         return calls
+
+
+def deadline_error(pending: Pending) -> dict[str, Any]:
+    """No answer came by the call's deadline (its timeout, plus ``REPLY_GRACE``)."""
+    return error_object(
+        JsonRpcErrorCode.DEADLINE_EXCEEDED,
+        f"Deadline Exceeded: no answer within {pending.timeout:.1f} seconds",
+        {"timeout": pending.timeout, "queue": pending.queue},
+    )
+
+
+def unclaimed_error(pending: Pending, wait: float) -> dict[str, Any]:
+    """No worker took the call within ``wait`` seconds, the queue's expiry: it will never run."""
+    reason = f"no worker took the call within {wait:.0f} seconds"
+    return error_object(
+        JsonRpcErrorCode.SERVICE_UNAVAILABLE,
+        f"Service Unavailable: {reason}",
+        {"queue": pending.queue, "reason": reason},
+    )
 
 
 @dataclass(slots=True)

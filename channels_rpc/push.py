@@ -23,6 +23,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.core.serializers.json import DjangoJSONEncoder
 
+from channels_rpc._layer import ChannelLayer
 from channels_rpc.config import get_config
 from channels_rpc.envelope import notification_frame, push_message
 from channels_rpc.exceptions import ResponseTooLargeError
@@ -34,7 +35,7 @@ __all__ = ["notify_group", "notify_group_sync", "push_frame"]
 async def notify_group(group: str, method: str, params: Any = None) -> None:
     """Send the notification ``method(params)`` to every connection in ``group``."""
     config = get_config()
-    layer = get_channel_layer(config.channel_layer)
+    layer: ChannelLayer | None = get_channel_layer(config.channel_layer)
     if layer is None:
         raise RuntimeError("notify_group() needs a channel layer (CHANNEL_LAYERS).")
     frame = push_frame(method, params, encoder=DjangoJSONEncoder, limit=config.max_response_size)

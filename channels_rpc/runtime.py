@@ -7,11 +7,11 @@ worker can take them.
 
 One puller serves every queue: it waits for a free slot, then takes up to as many messages as
 it has free slots, from whichever queues have them. (A puller per queue would park a slot on
-each idle queue.) A layer that offers ``receive_many(channels, limit, timeout)`` (this
-package's Redis layer: one script, or one multi-key ``BZPOPMIN`` when nothing waits) is polled
-with it, so stopping never cancels a pop Redis may already have performed. Other layers
-are raced with one ``receive`` per queue and the losers cancelled, which they survive (the
-in-memory layer) or repair (channels-redis' backup queue).
+each idle queue.) A work-queue layer (:func:`channels_rpc._layer.work_queue`: this package's
+Redis layer) is polled with ``receive_many(channels, limit, timeout)`` (one script, or one
+multi-key ``BZPOPMIN`` when nothing waits), so stopping never cancels a pop Redis may already
+have performed. Other layers are raced with one ``receive`` per queue and the losers
+cancelled, which they survive (the in-memory layer) or repair (channels-redis' backup queue).
 
 A listener receives control messages (cancellations) on a channel of its own, kept in a group
 that every worker process of the deployment joins.
@@ -24,11 +24,13 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
+from channels_rpc._aio import Backoff, TaskSet, cancel_and_wait, first_completed
+from channels_rpc._layer import ChannelLayer, group_expiry, work_queue
 from channels_rpc.logsafe import protect
 
-__all__ = ["Receiver", "WorkerRuntime"]
+__all__ = ["WorkerRuntime"]
 
 logger = protect(logging.getLogger("channels_rpc.worker"))
 
@@ -36,16 +38,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 #: How long one bounded receive waits before the loop looks at its stop flag and queue list.
 POLL_SECONDS = 1.0
-# Retrying a lost Redis once a second costs nothing and finds it back within a second.
-_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 1.0
-
-
-class Receiver(Protocol):
-    """What the loop needs of a channel layer (``receive_many`` is used when it has one)."""
-
-    async def receive(self, channel: str) -> dict[str, Any]: ...
-
-    async def send(self, channel: str, message: dict[str, Any]) -> None: ...
 
 
 class WorkerRuntime:
@@ -53,7 +45,7 @@ class WorkerRuntime:
 
     def __init__(
         self,
-        layer: Receiver,
+        layer: ChannelLayer,
         handler: Handler,
         *,
         concurrency: int,
@@ -64,6 +56,7 @@ class WorkerRuntime:
         give_back: bool = True,
     ) -> None:
         self.layer = layer
+        self._work_queue = work_queue(layer)  # polled with receive_many when it is one
         # False: nothing put back would reach another worker (a process-local layer).
         self._give_back_taken = give_back
         self._health = health
@@ -83,9 +76,7 @@ class WorkerRuntime:
         self._awaiting_slot = False
         #: The channel control messages arrive on, once the listener has one.
         self.control_channel: str | None = None
-        # asyncio keeps only weak references to tasks: without this set a running call can be
-        # garbage-collected mid-flight and its reply silently lost.
-        self._calls: set[asyncio.Task[None]] = set()
+        self._calls = TaskSet()
         self.handled = 0
 
     @property
@@ -120,7 +111,7 @@ class WorkerRuntime:
         if self._puller is None and self._queues:
             self._puller = asyncio.create_task(self._pull(), name="rpc-puller")
         if self._listener is None and self._control is not None:
-            self._listener = asyncio.create_task(self._listen(), name="rpc-control")
+            self._listener = asyncio.create_task(self._listen(self._control), name="rpc-control")
 
     async def stop(self, grace: float) -> None:
         """Stop taking requests, give running calls ``grace`` seconds, then cancel the rest.
@@ -145,9 +136,7 @@ class WorkerRuntime:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         self._stopping.set()
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
+        await cancel_and_wait(self._listener)
         if self._puller is not None and self._awaiting_slot:
             self._puller.cancel()  # every slot is busy: nothing to lose by cancelling
         await self._drain(deadline - loop.time())
@@ -159,23 +148,18 @@ class WorkerRuntime:
         await self._drain(deadline - loop.time())
 
     async def _abort(self) -> None:
-        tasks = [t for t in (self._listener, self._puller, *self._calls) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(self._listener, self._puller, *self._calls)
 
     async def _drain(self, grace: float) -> None:
         """Give running calls ``grace`` seconds, then cancel those still running."""
         if self._calls and grace > 0:
             logger.info("waiting up to %.1f s for %d running calls", grace, len(self._calls))
             await asyncio.wait(set(self._calls), timeout=grace)
-        for task in list(self._calls):
-            task.cancel()
-        await asyncio.gather(*self._calls, return_exceptions=True)
+        await self._calls.cancel_all()
 
     async def _pull(self) -> None:
         loop = asyncio.get_running_loop()
-        backoff = _BACKOFF_FIRST
+        backoff = Backoff()
         while not self._stopping.is_set():
             slots = await self._take_free_slots()
             try:
@@ -184,17 +168,14 @@ class WorkerRuntime:
                 self._release(slots)
                 if loop.is_closed():  # being collected after its loop closed: no retrying
                     raise
-                queues = ",".join(self._queues)
-                logger.warning(
-                    "receive on %s failed (%s); retrying in %.1f s", queues, exc, backoff
-                )
-                await self._sleep_unless_stopping(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                queues, delay = ",".join(self._queues), backoff.next()
+                logger.warning("receive on %s failed (%s); retrying in %.1f s", queues, exc, delay)
+                await self._sleep_unless_stopping(delay)
                 continue
             except BaseException:
                 self._release(slots)
                 raise
-            backoff = _BACKOFF_FIRST
+            backoff.reset()
             if self._stopping.is_set() and self._give_back_taken:
                 # Taken during the last bounded wait: another worker may run them.
                 self._release(slots)
@@ -238,91 +219,74 @@ class WorkerRuntime:
             return [self._ready.popleft() for _ in range(min(limit, len(self._ready)))]
         # Rotate the order so that a busy queue listed first cannot starve the others.
         self._queues.append(self._queues.pop(0))
-        receive_many = getattr(self.layer, "receive_many", None)
-        if receive_many is not None:
-            messages: list[dict[str, Any]] = await receive_many(
-                list(self._queues), limit, POLL_SECONDS
-            )
-            return messages
+        if self._work_queue is not None:
+            return await self._work_queue.receive_many(list(self._queues), limit, POLL_SECONDS)
         message = await self._race(list(self._queues))
         return [] if message is None else [message]
 
     async def _race(self, queues: list[str]) -> dict[str, Any] | None:
         """The first message any of ``queues`` yields; None if stopped or the queues changed."""
         self._queues_changed.clear()
-        receives = [asyncio.create_task(self.layer.receive(queue)) for queue in queues]
-        interrupts = [
-            asyncio.create_task(self._stopping.wait()),
-            asyncio.create_task(self._queues_changed.wait()),
-        ]
-        try:
-            await asyncio.wait([*receives, *interrupts], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in [*receives, *interrupts]:
-                task.cancel()
-            await asyncio.gather(*receives, *interrupts, return_exceptions=True)
+        ended = await first_completed(
+            *(self.layer.receive(queue) for queue in queues),
+            self._stopping.wait(),
+            self._queues_changed.wait(),
+        )
+        receives = ended[: len(queues)]
         won = [t for t in receives if not t.cancelled() and t.exception() is None]
         if not won:
-            failed = [t.exception() for t in receives if not t.cancelled() and t.exception()]
-            if failed:
-                raise failed[0]  # type: ignore[misc]
+            failed = [t.exception() for t in receives if not t.cancelled()]
+            if failed and failed[0] is not None:
+                raise failed[0]
             return None
         # Two queues may deliver at once: keep the extra, it is ours now and must run.
         self._ready.extend(t.result() for t in won[1:])
-        return won[0].result()
+        message: dict[str, Any] = won[0].result()
+        return message
 
-    async def _listen(self) -> None:
+    async def _listen(self, control: Handler) -> None:
         """Receive control messages; stay in the control group past its expiry."""
-        assert self._control is not None
         loop = asyncio.get_running_loop()
-        layer: Any = self.layer
+        layer = self.layer
         channel = self.control_channel = await layer.new_channel()
-        refresh = getattr(layer, "group_expiry", 86400) / 2
+        refresh = group_expiry(layer) / 2
         rejoin = asyncio.Event()  # set when Redis comes back, empty, after a restart
-        if hasattr(layer, "on_reconnect"):
-            layer.on_reconnect(rejoin.set)
-        backoff = _BACKOFF_FIRST
+        if self._work_queue is not None:
+            self._work_queue.on_reconnect(rejoin.set)
+        backoff = Backoff()
         try:
             while True:
                 try:
                     await layer.group_add(self._control_group, channel)
                     renew_at = asyncio.get_running_loop().time() + refresh
-                    await self._receive_control(channel, renew_at, rejoin)
-                    backoff = _BACKOFF_FIRST
+                    await self._receive_control(control, channel, renew_at, rejoin)
+                    backoff.reset()
                 except Exception as exc:
                     if loop.is_closed():
                         raise  # being collected after its loop closed: no retrying
-                    logger.warning("control channel failed (%s); retrying in %.1f s", exc, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, _BACKOFF_MAX)
+                    delay = backoff.next()
+                    logger.warning("control channel failed (%s); retrying in %.1f s", exc, delay)
+                    await asyncio.sleep(delay)
         finally:
             with contextlib.suppress(Exception):
                 await layer.group_discard(self._control_group, channel)
 
-    async def _receive_control(self, channel: str, renew_at: float, rejoin: asyncio.Event) -> None:
+    async def _receive_control(
+        self, control: Handler, channel: str, renew_at: float, rejoin: asyncio.Event
+    ) -> None:
         """Handle control messages until the group membership needs renewing."""
         loop = asyncio.get_running_loop()
         rejoin.clear()
         while (remaining := renew_at - loop.time()) > 0 and not rejoin.is_set():
-            receive = asyncio.ensure_future(self.layer.receive(channel))
-            woken = asyncio.ensure_future(rejoin.wait())
-            try:
-                await asyncio.wait(
-                    [receive, woken], timeout=remaining, return_when="FIRST_COMPLETED"
-                )
-            finally:
-                for task in (receive, woken):
-                    task.cancel()
-                await asyncio.gather(receive, woken, return_exceptions=True)
-            if receive.done() and not receive.cancelled():
+            receive, _ = await first_completed(
+                self.layer.receive(channel), rejoin.wait(), timeout=remaining
+            )
+            if not receive.cancelled():
                 message = receive.result()  # a layer error goes to _listen, which retries
-                assert self._control is not None
-                await self._control(message)
+                await control(message)
 
     def _start(self, message: dict[str, Any]) -> None:
-        task = asyncio.create_task(self._run(message))
-        self._calls.add(task)
-        task.add_done_callback(self._finished)
+        self._calls.spawn(self._run(message)).add_done_callback(self._finished)
 
     async def _run(self, message: dict[str, Any]) -> None:
         try:
@@ -335,7 +299,6 @@ class WorkerRuntime:
             logger.exception("unhandled error while handling a request")
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._calls.discard(task)
         self._release(1)
         self.handled += 1
 

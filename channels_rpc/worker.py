@@ -1,6 +1,7 @@
 """The worker side: turns ``rpc.request`` messages into calls and sends their answers back.
 
-:class:`CallHandler` is the whole adapter; three hosts drive it:
+:class:`CallHandler` is the whole adapter (with :mod:`channels_rpc.caller` for ``ctx.consumer``
+and :mod:`channels_rpc.call_signals` for the signals around each call); three hosts drive it:
 
 * ``manage.py rpcworker`` (production): :class:`~channels_rpc.runtime.WorkerRuntime` feeds it
   only as many requests as it has slots for;
@@ -24,11 +25,14 @@ from typing import Any
 from asgiref.sync import SyncToAsync
 from channels.consumer import AsyncConsumer
 from channels.exceptions import ChannelFull
-from django.apps import apps
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import decorators, discovery, groups, signals
+from channels_rpc import decorators, discovery
+from channels_rpc._aio import TaskSet
+from channels_rpc._layer import ChannelLayer, expiry, work_queue
+from channels_rpc.call_signals import SignalHooks
+from channels_rpc.caller import CallerChannel
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.context import RpcContext
 from channels_rpc.dispatch import DirectDispatch
@@ -37,8 +41,6 @@ from channels_rpc.envelope import (
     WORKERS_GROUP,
     Call,
     EnvelopeError,
-    membership_message,
-    push_message,
     response_message,
     taken_message,
 )
@@ -46,109 +48,14 @@ from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome
 from channels_rpc.logsafe import protect
 from channels_rpc.protocol import encode_error
-from channels_rpc.push import push_frame
 from channels_rpc.registry import MethodSpec, resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
+from channels_rpc.scope import load_user, worker_scope
 from channels_rpc.threads import ThreadPool
 
 __all__ = ["CallHandler", "CallerChannel", "RpcWorkerConsumer", "build_runtime"]
 
 logger = protect(logging.getLogger("channels_rpc.worker"))
-
-
-class CallerChannel:
-    """``ctx.consumer`` in a worker: pushes to the connection a call came from.
-
-    Pushes larger than ``max_push`` bytes raise ``ResponseTooLargeError`` (the transport would
-    refuse them); joins beyond ``max_groups`` groups raise -32010.
-    """
-
-    def __init__(
-        self,
-        layer: Any,
-        channel_name: str,
-        encoder: type[json.JSONEncoder] | None,
-        *,
-        max_push: int,
-        max_groups: int,
-    ) -> None:
-        self.channel_layer = layer
-        self.channel_name = channel_name
-        self._encoder = encoder
-        self._max_push = max_push
-        self._max_groups = max_groups
-
-    async def notify_channel(self, method: str, params: Any = None) -> None:
-        frame = push_frame(method, params, encoder=self._encoder, limit=self._max_push)
-        await self.channel_layer.send(self.channel_name, push_message(frame))
-
-    async def join_group(self, group: str) -> None:
-        # Joined here, at once, so that a push right after the method returns reaches the
-        # caller; recorded with the connection (groups.join), so that its close undoes it even
-        # if the close comes first. The front-end is told too: it renews what it joined.
-        joined = await groups.join(
-            self.channel_layer, group, self.channel_name, limit=self._max_groups
-        )
-        if joined == groups.CLOSED:
-            logger.debug("not joining %r: %s has closed", group, self.channel_name)
-            return
-        if joined == groups.FULL:
-            reason = {"reason": "connection is in too many groups", "limit": self._max_groups}
-            raise JsonRpcError(None, JsonRpcErrorCode.SERVER_BUSY, reason)
-        await self.channel_layer.send(self.channel_name, membership_message(join=group))
-
-    async def leave_group(self, group: str) -> None:
-        await groups.leave(self.channel_layer, group, self.channel_name)
-        await self.channel_layer.send(self.channel_name, membership_message(leave=group))
-
-    def __repr__(self) -> str:
-        return f"CallerChannel({self.channel_name!r})"
-
-
-class _SignalHooks:
-    """Sends the ``rpc_method_*`` signals, in the process that runs the method.
-
-    ``clock`` is the channel layer's: ``queue_time`` compares it with the front-end's ``sent``.
-    """
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-
-    def started(self, call: Call, context: RpcContext, params: Any) -> None:
-        signals.send(
-            signals.rpc_method_started,
-            resolve_consumer(call.consumer),
-            method_name=context.method_name,
-            params=params,
-            rpc_id=context.rpc_id,
-        )
-
-    def completed(self, call: Call, context: RpcContext, result: Any, duration: float) -> None:
-        signals.send(
-            signals.rpc_method_completed,
-            resolve_consumer(call.consumer),
-            method_name=context.method_name,
-            result=result,
-            rpc_id=context.rpc_id,
-            duration=duration,
-            queue_time=self._queue_time(call, duration),
-        )
-
-    def failed(
-        self, call: Call, context: RpcContext, error: BaseException, duration: float
-    ) -> None:
-        signals.send(
-            signals.rpc_method_failed,
-            resolve_consumer(call.consumer),
-            method_name=context.method_name,
-            error=error,
-            rpc_id=context.rpc_id,
-            duration=duration,
-            queue_time=self._queue_time(call, duration),
-        )
-
-    def _queue_time(self, call: Call, duration: float) -> float:
-        return max(0.0, self._clock() - duration - call.sent_at)
 
 
 def _in_worker_thread(loop: asyncio.AbstractEventLoop, func: Callable[[], Any]) -> Any:
@@ -179,20 +86,23 @@ class CallHandler:
     embedded worker on the in-memory layer, which no other process can write to).
     """
 
-    def __init__(self, layer: Any, config: RpcConfig, *, frontend_checked: bool = False) -> None:
+    def __init__(
+        self, layer: ChannelLayer, config: RpcConfig, *, frontend_checked: bool = False
+    ) -> None:
         self.layer = layer
         self._frontend_checked = frontend_checked
         self._running: dict[asyncio.Task[Any], tuple[Call, RpcContext | None]] = {}
         self._dropped: set[asyncio.Task[Any]] = set()  # cancelled by their caller: no answer
-        self._revoked = _Revocations(getattr(layer, "expiry", 60))
+        self._revoked = _Revocations(expiry(layer))
         self._threads = ThreadPool(config.worker_concurrency)
         self._config = config
         # Deadlines and send times are on the layer's clock (Redis' for our Redis layer), which
         # every host agrees on; this host's own clock may be seconds off.
-        clock = getattr(layer, "clock", time.time)
+        queue = work_queue(layer)
+        clock = queue.clock if queue is not None else time.time
         self._executor = Executor(
             run_sync=self._run_sync,
-            hooks=_SignalHooks(clock),
+            hooks=SignalHooks(clock),
             sanitize_errors=config.sanitize_errors,
             log_params=config.log_rpc_params,
             clock=clock,
@@ -221,7 +131,8 @@ class CallHandler:
             logger.debug("skipping %r: cancelled before it started", call.method)
             return
         task = asyncio.current_task()
-        assert task is not None
+        if task is None:
+            raise RuntimeError("a CallHandler runs in a task")
         self._running[task] = (call, None)
         try:
             outcome = await self._execute(call, task)
@@ -279,7 +190,7 @@ class CallHandler:
             call.method,
             request.get("id"),
             call.is_notification,
-            scope=_worker_scope(call.scope),
+            scope=worker_scope(call.scope),
             user_loader=functools.partial(self._load_user, call.scope),
         )
         self._running[task] = (call, context)
@@ -347,7 +258,7 @@ class CallHandler:
         return await self._threads.run(functools.partial(_in_worker_thread, loop, func), label)
 
     async def _load_user(self, scope: Mapping[str, Any]) -> Any:
-        return await self._run_sync(functools.partial(_load_user, scope.get("user")), "get_user")
+        return await self._run_sync(functools.partial(load_user, scope.get("user")), "get_user")
 
 
 class _Revocations:
@@ -376,32 +287,8 @@ def _stopped() -> Outcome:
     )
 
 
-def _worker_scope(portable: Mapping[str, Any]) -> dict[str, Any]:
-    scope = dict(portable)
-    user = scope.get("user")
-    if apps.is_installed("django.contrib.auth"):
-        from django.utils.functional import SimpleLazyObject
-
-        scope["user"] = SimpleLazyObject(functools.partial(_load_user, user))
-    return scope
-
-
-def _load_user(user: Mapping[str, Any] | None) -> Any:
-    """The user a portable scope names, or an anonymous user (sync: touches the database)."""
-    from django.contrib.auth import get_user_model
-    from django.contrib.auth.models import AnonymousUser
-
-    if not user or user.get("pk") is None:
-        return AnonymousUser()
-    model = get_user_model()
-    try:
-        return model._default_manager.get(pk=user["pk"])
-    except model.DoesNotExist:
-        return AnonymousUser()
-
-
 def build_runtime(
-    layer: Any, config: RpcConfig | None = None, *, process_local: bool = False
+    layer: ChannelLayer, config: RpcConfig | None = None, *, process_local: bool = False
 ) -> WorkerRuntime:
     """A worker loop on ``layer`` that answers with a :class:`CallHandler`.
 
@@ -433,27 +320,25 @@ class RpcWorkerConsumer(DirectDispatch, AsyncConsumer):  # type: ignore[misc]
 
     _handler: CallHandler | None = None
     _slots: asyncio.Semaphore | None = None
-    # Strong references to running calls (asyncio holds tasks only weakly).
-    _tasks: set[asyncio.Task[None]]
+    _calls: TaskSet
 
     async def rpc_request(self, message: dict[str, Any]) -> None:
         if self._handler is None:
             config = get_config()
             self._handler = CallHandler(self.channel_layer, config)
             self._slots = asyncio.Semaphore(config.worker_concurrency)
-            self._tasks = set()
+            self._calls = TaskSet()
             # Cancellations reach workers through this group. (Under runworker the membership is
             # not renewed: it lapses after the layer's group_expiry, one day by default.)
             await self.channel_layer.group_add(WORKERS_GROUP, self.channel_name)
-        task = asyncio.create_task(self._bounded(self._handler, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._calls.spawn(self._bounded(self._handler, message))
 
     async def rpc_cancel(self, message: dict[str, Any]) -> None:
         if self._handler is not None:
             await self._handler.control(message)
 
     async def _bounded(self, handler: CallHandler, message: dict[str, Any]) -> None:
-        assert self._slots is not None
+        if self._slots is None:
+            raise RuntimeError("a request runs before its handler was set up")
         async with self._slots:
             await handler(message)

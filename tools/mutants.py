@@ -94,6 +94,13 @@ _REPLY = (
     "        await self._send(call.reply_to,"
     " response_message(call.call, outcome.ok, outcome.body))\n"
 )
+_DEADLINE = (
+    "            self._pending.arm(pending.token, timeout + config.reply_grace, self._expire)\n"
+)
+_COUNT_DOC = (
+    '        """Count a notification against the limit until a worker takes it'
+    ' (:meth:`taken`)."""\n'
+)
 _JOIN_DOC = (
     '    """Add ``channel`` to ``group`` unless it closed or is in ``limit`` other groups."""\n'
 )
@@ -153,7 +160,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "m4-queue-time-zero",
         "rpc_method_completed/failed carry the real queue_time",
-        "channels_rpc/worker.py",
+        "channels_rpc/call_signals.py",
         "        return max(0.0, self._clock() - duration - call.sent_at)\n",
         "        return 0.0  # mutant\n",
         (
@@ -207,9 +214,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "m8-deadline-grace-1.8x",
         "every call is answered by timeout + REPLY_GRACE (here + 1.8 x REPLY_GRACE)",
-        "channels_rpc/consumer.py",
-        "            when = loop.time() + pending.timeout + config.reply_grace\n",
-        "            when = loop.time() + pending.timeout + 1.8 * config.reply_grace  # mutant\n",
+        "channels_rpc/sending.py",
+        _DEADLINE,
+        _DEADLINE.replace("config.reply_grace", "1.8 * config.reply_grace").replace(
+            "\n", "  # mutant\n"
+        ),
         (
             "tests/inprocess/test_consumer.py",
             "tests/integration/test_distributed.py"
@@ -232,7 +241,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "cancel-ignored",
         "rpc.cancel answers the call -32800 at once and stops it",
         "channels_rpc/consumer.py",
-        "            await self._cancel_request(item)\n            return None\n",
+        "            await self._calls.cancel(item.params)\n            return None\n",
         "            return None  # mutant: rpc.cancel ignored\n",
         (
             "tests/inprocess/test_push_cancel_discover.py",
@@ -255,8 +264,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "no-deadline-timer",
         "a call no worker answers is answered -32012 at its deadline",
-        "channels_rpc/consumer.py",
-        "            pending.timer = loop.call_at(when, self._expire, pending.token)\n",
+        "channels_rpc/sending.py",
+        _DEADLINE,
         "            pass  # mutant: no deadline timer\n",
         (
             "tests/inprocess/test_consumer.py",
@@ -305,11 +314,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         "notifications-uncounted",
         "queued notifications count against MAX_IN_FLIGHT until a worker takes them",
         "channels_rpc/pending.py",
-        '        """Count a notification against the limit until a worker takes it (``take``)."""\n'
-        "        if len(self._by_token) >= self.limit:\n"
+        _COUNT_DOC + "        if len(self._by_token) >= self.limit:\n"
         "            raise TooManyInFlight(self.limit)\n",
-        '        """Count a notification against the limit until a worker takes it (``take``)."""\n'
-        "        pass  # mutant: notifications are never refused\n",
+        _COUNT_DOC + "        pass  # mutant: notifications are never refused\n",
         (
             "tests/unit/test_pending.py",
             "tests/inprocess/test_frontend_hardening.py",

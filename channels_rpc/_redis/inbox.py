@@ -9,6 +9,8 @@ from typing import Any, Final
 
 from channels_redis.core import BoundedQueue
 
+from channels_rpc._aio import Backoff, cancel_and_wait
+
 __all__ = ["Inbox"]
 
 logger = logging.getLogger("channels_rpc.layers")
@@ -74,7 +76,7 @@ class Inbox:
         self.touched[channel] = time.monotonic()
 
     async def _read(self) -> None:
-        backoff = 0.1
+        backoff = Backoff()
         while True:
             try:
                 connection = self.layer.connection(self.layer.consistent_hash(self.key))
@@ -82,11 +84,11 @@ class Inbox:
                     connection, [self.key], DRAIN, self.layer.brpop_timeout
                 )
             except Exception as exc:
-                logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
+                delay = backoff.next()
+                logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, delay)
+                await asyncio.sleep(delay)
                 continue
-            backoff = 0.1
+            backoff.reset()
             for member, score in batch:
                 self._deliver(member, score)
             self._evict_stale()
@@ -115,6 +117,4 @@ class Inbox:
             del self.touched[channel]
 
     async def close(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
+        await cancel_and_wait(self.reader)

@@ -21,12 +21,36 @@ from typing import Any, Final
 
 from redis.exceptions import NoScriptError, ResponseError
 
-__all__ = ["POP_MANY", "SEND_MANY", "WITHDRAW", "Script", "byte_counter"]
+__all__ = [
+    "CLOCK",
+    "POP_MANY",
+    "SEND_MANY",
+    "SESSION_ROUTE",
+    "WITHDRAW",
+    "Script",
+    "byte_counter",
+    "sessions_prefix",
+    "text",
+]
 
 
 def byte_counter(key: str) -> str:
     """The key counting the bytes queued in channel key ``key`` (no channel name has a ``$``)."""
     return key + "$bytes"
+
+
+def sessions_prefix(prefix: str) -> str:
+    """The key prefix of the sessions and routes of a layer whose key prefix is ``prefix``.
+
+    Scripts name these keys themselves (from a channel name or a session id): the layer runs on
+    standalone Redis servers, never a Cluster, where every key a script touches must be passed.
+    """
+    return f"{prefix}:rpc."
+
+
+def text(value: bytes | str) -> str:
+    """A script's answer as text (redis-py gives bytes, unless its client decodes)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +108,74 @@ class Script:
         return result
 
 
+# Seconds since the epoch on Redis' clock, for the scripts that start with it.
+CLOCK: Final = """
+local function clock()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+"""
+
+# Where a message for reply channel ``name`` goes when ``route:{name}`` holds ``route`` (see
+# :mod:`channels_rpc._redis.session_scripts`: a session id, after '@' if the session lives on
+# another host, after '+' if it is attached to this very channel); ``sessions`` is the key
+# prefix of routes and sessions. The send script does not call this for a '+' route: such a
+# channel takes its messages the normal way, and what its front-end receives after a detach
+# that the route has not caught up with yet is kept by ``keep`` (the route is only ever late on
+# another host). 'normal': the channel's own key (no session, or its session is attached to
+# it); 'kept': appended to the session's list ``list`` (':kept' for sends, ':early' for what a
+# front-end received before the detach); 'dropped': its session overflowed earlier;
+# 'overflowed': this message overflowed it (kept frames deleted); '>' .. channel: the session
+# was resumed on that channel, to be sent there; '@' .. session: the session lives on another
+# host, to be asked there.
+SESSION_ROUTE: Final = """
+local function session_route(sessions, route, name, member, list)
+    if string.sub(route, 1, 1) == '+' then route = string.sub(route, 2) end
+    if string.sub(route, 1, 1) == '@' then return route end
+    local key = sessions .. 'session:' .. route
+    local s = redis.call('HMGET', key, 'state', 'channel', 'count', 'bytes', 'max_frames',
+        'max_bytes')
+    if not s[1] then return 'normal' end  -- the session ended: a stale route
+    if s[2] ~= name then return '>' .. s[2] end
+    if s[1] == 'attached' then return 'normal' end
+    if s[1] == 'overflowed' then return 'dropped' end
+    local count, size = tonumber(s[3]) + 1, tonumber(s[4]) + #member
+    if count > tonumber(s[5]) or size > tonumber(s[6]) then
+        redis.call('HSET', key, 'state', 'overflowed', 'count', 0, 'bytes', 0)
+        redis.call('DEL', key .. ':kept', key .. ':early')
+        return 'overflowed'
+    end
+    redis.call('RPUSH', key .. list, member)
+    redis.call('PEXPIRE', key .. list, math.max(1, redis.call('PTTL', key)))
+    redis.call('HSET', key, 'count', count, 'bytes', size)
+    return 'kept'
+end
+"""
+
 # KEYS: per channel key, the key and its byte counter. ARGV[1]: the expiry in seconds; then per
 # key: '<capacity in messages> <capacity in bytes> <how many messages follow for it>'; then
 # the messages, key by key: the member, and the Redis time after which its sender no longer
-# waits ('' if it waits on). Returns per message its score in whole microseconds (within one of the
-# exact one: enough, with its random prefix, to find it again), or why it was refused: -1 full,
-# -2 too many bytes, -3 late; then a key's number (1, 2, ...) and a count per key whose
-# expired messages it dropped, for the sender to log. Scores only ever grow per key, so
-# messages to one key keep their order even when two sends share a clock tick (a worker's
-# progress notifications must reach the client before the call's result). (Integers, not
-# exact scores as text: parsing answers is much of a sender's work.)
-SEND_MANY: Final = Script("""
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+# waits ('' if it waits on). Then, only when some messages go to reply channels: the key prefix
+# of routes and sessions; the numbers (from 1) of those messages, space-separated, one per
+# channel they name; and the route key of each such channel, in the same order.
+# Returns per message its score in whole microseconds (within one of the exact one: enough,
+# with its random prefix, to find it again), or why it was refused: -1 full, -2 too many bytes,
+# -3 late; or 0: sessions took it (see below); then a key's number (1, 2, ...) and a count per
+# key whose expired messages it dropped, for the sender to log; then, if any message went to
+# sessions, one more element: a list of (message number, where, channel) for each channel it
+# names that has a route (where: SESSION_ROUTE's answer), and (message number, 'send', the
+# channels without one) when some have none: those get the message in a copy that names only
+# them (the member as it is would reach a detached channel's old front-end too). Scores only
+# ever grow per key, so messages to one key keep their order even when two sends share a clock
+# tick (a worker's progress notifications must reach the client before the call's result).
+# (Integers, not exact scores as text: parsing answers is much of a sender's work.)
+SEND_MANY: Final = Script(
+    CLOCK
+    + SESSION_ROUTE
+    + """
+local now = clock()
 local expiry = tonumber(ARGV[1])
-local out, dropped = {}, {}
+local out, dropped, rerouted = {}, {}, {}
 
 -- A key's state: its expired messages go first (at most 1000 a call, and their bytes with
 -- them); an empty key holds no bytes, whatever its counter says.
@@ -128,7 +205,71 @@ local function open(j, key, counter)
     return q
 end
 
+-- The routes of the channels that messages to reply channels name, read in one MGET (a GET
+-- per channel, with the key built here, tripled what the check cost Redis), and per message
+-- the positions of its channels among them.
+local names, routes, sessions, first = {}, {}, nil, nil
 local at = 2 + #KEYS / 2
+for j = 1, #KEYS / 2 do
+    at = at + 2 * tonumber(string.match(ARGV[1 + j], '(%d+)$'))
+end
+if ARGV[at] then
+    sessions, first = ARGV[at], at + 2
+    for k = first, #ARGV, 1000 do  -- (Lua's unpack has a limit)
+        local found = redis.call('MGET', unpack(ARGV, k, math.min(k + 999, #ARGV)))
+        for n = 1, #found do routes[#routes + 1] = found[n] end
+    end
+    local k = 0
+    for i in string.gmatch(ARGV[at + 1], '%d+') do
+        k, i = k + 1, tonumber(i)
+        local mine = names[i]  -- a position, or a list of them (a group's copy)
+        if not mine then
+            names[i] = k
+        elseif type(mine) == 'number' then
+            names[i] = {mine, k}
+        else
+            mine[#mine + 1] = k
+        end
+    end
+end
+
+-- The channel whose route is the k-th.
+local function channel(k)
+    return string.sub(ARGV[first + k - 1], #sessions + 7)  -- after sessions .. 'route:'
+end
+
+-- Whether sessions take message i (to detached or resumed channels): then it is not queued.
+-- A '+' route: attached to this channel, the normal way (see above).
+local function diverted(i, mine, member)
+    if type(mine) == 'number' then
+        local route = routes[mine]
+        if not route or string.byte(route, 1) == 43 then return false end  -- the usual
+        mine = {mine}
+    end
+    local plain, taken = {}, false
+    for _, k in ipairs(mine) do
+        local route = routes[k]
+        if route and string.byte(route, 1) ~= 43 then  -- 43: '+'
+            local name = channel(k)
+            local where = session_route(sessions, route, name, member, ':kept')
+            if where == 'normal' then
+                plain[#plain + 1] = k
+            else
+                taken = true
+                rerouted[#rerouted + 1] = {i, where, name}
+            end
+        else
+            plain[#plain + 1] = k
+        end
+    end
+    if taken and #plain > 0 then
+        for n, k in ipairs(plain) do plain[n] = channel(k) end
+        rerouted[#rerouted + 1] = {i, 'send', table.concat(plain, ' ')}
+    end
+    return taken
+end
+
+at = 2 + #KEYS / 2
 for j = 1, #KEYS / 2 do
     local key, counter = KEYS[2 * j - 1], KEYS[2 * j]
     local capacity, byte_capacity, count = string.match(ARGV[1 + j], '(%d+) (%d+) (%d+)')
@@ -136,21 +277,24 @@ for j = 1, #KEYS / 2 do
     local q = nil
     for _ = 1, tonumber(count) do
         local member, not_after = ARGV[at], tonumber(ARGV[at + 1])
+        local i = #out + 1
         at = at + 2
         if not_after and now > not_after then
-            out[#out + 1] = -3
+            out[i] = -3
+        elseif names[i] and diverted(i, names[i], member) then
+            out[i] = 0
         else
             q = q or open(j, key, counter)
             if q.count >= capacity then
-                out[#out + 1] = -1
+                out[i] = -1
             elseif q.bytes + #member > byte_capacity then
-                out[#out + 1] = -2
+                out[i] = -2
             else
                 local score = math.max(now, q.last + 0.000001)
                 redis.call('ZADD', key, score, member)  -- Redis passes numbers exactly
                 q.last, q.count = score, q.count + 1
                 q.bytes, q.added = q.bytes + #member, q.added + #member
-                out[#out + 1] = score * 1000000
+                out[i] = score * 1000000
             end
         end
     end
@@ -165,8 +309,10 @@ for j = 1, #KEYS / 2 do
     end
 end
 for _, n in ipairs(dropped) do out[#out + 1] = n end
+if #rerouted > 0 then out[#out + 1] = rerouted end
 return out
-""")
+"""
+)
 
 # KEYS: channel keys, in order of preference; ARGV[1]: how many messages at most. Returns the
 # popped messages as key, member, score, flat, oldest first per key. (Redis < 7 only: the
@@ -197,11 +343,9 @@ return out
 # if Redis' clock has not reached ARGV[1] yet. O(log N) per message in a queue of N, plus the
 # few messages whose scores fall in its range.
 WITHDRAW: Final = Script(
-    """
-if ARGV[1] ~= '' then
-    local t = redis.call('TIME')
-    if tonumber(t[1]) + tonumber(t[2]) / 1000000 <= tonumber(ARGV[1]) then return -1 end
-end
+    CLOCK
+    + """
+if ARGV[1] ~= '' and clock() <= tonumber(ARGV[1]) then return -1 end
 local removed, size = 0, 0
 for i = 2, #ARGV, 3 do
     local prefix = ARGV[i]

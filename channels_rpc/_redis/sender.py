@@ -25,23 +25,41 @@ received, since its caller answers as if it was not sent (-32010, "try again"):
 
 What none of this can undo is a receiver taking the message between Redis adding it and the
 withdrawal, when the answer arrived after the time limit or not at all.
+
+Messages to reply channels name them (``routes``): the send script looks up their sessions in
+the same call, and what sessions took goes on from :mod:`channels_rpc._redis.routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, Final, NamedTuple
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
-from channels.exceptions import ChannelFull
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import ResponseError
 
 from channels_rpc._compat import timeout as time_limit
-from channels_rpc._redis.scripts import SEND_MANY, WITHDRAW, byte_counter
+from channels_rpc._redis.outgoing import (
+    OUT_OF_MEMORY,
+    Handle,
+    LayerFull,
+    Outgoing,
+    fail,
+    is_out_of_memory,
+    refusal,
+)
+from channels_rpc._redis.routing import Router
+from channels_rpc._redis.scripts import SEND_MANY, WITHDRAW, byte_counter, sessions_prefix
 
-__all__ = ["DEFAULT_BYTE_CAPACITY", "Handle", "LayerFull", "Sender"]
+__all__ = [
+    "DEFAULT_BYTE_CAPACITY",
+    "OUT_OF_MEMORY",
+    "Handle",
+    "LayerFull",
+    "Sender",
+    "is_out_of_memory",
+]
 
 logger = logging.getLogger("channels_rpc.layers")
 
@@ -54,45 +72,14 @@ BATCH_BYTES: Final = 1024 * 1024
 #: widens the score range searched for a message whose send's answer was lost.
 CLOCK_SLACK: Final = 2.0
 
-QUEUE_FULL: Final = "queue is full"
-QUEUE_BYTES: Final = "queue holds too many bytes"
-OUT_OF_MEMORY: Final = "Redis is out of memory (maxmemory)"
-
-
-class LayerFull(ChannelFull):  # type: ignore[misc]
-    """A send refused for want of room; ``reason`` (also its ``str()``) says which room."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class Handle(NamedTuple):
-    """A queued message, for :meth:`RedisChannelLayer.withdraw`: its random prefix and its score.
-
-    The score (in whole microseconds, within one of Redis' own) leads a withdrawal to the few
-    messages around it, O(log N), instead of reading the whole queue; the prefix picks it.
-    """
-
-    prefix: bytes
-    score_us: int
-
-
-@dataclass(slots=True)
-class _Message:
-    index: int  # which Redis host
-    key: str
-    member: bytes
-    capacity: int
-    byte_capacity: int
-    not_after: float | None  # on Redis' clock: the sender waits no longer
-    added: asyncio.Future[Handle]
-
 
 class Sender:
+    """The sends of one event loop to one ``RedisChannelLayer`` (see the module docstring)."""
+
     def __init__(self, layer: Any) -> None:
         self.layer = layer
-        self._waiting: list[_Message] = []
+        self._router = Router(layer, self._send_host)  # messages sessions took go on there
+        self._waiting: list[Outgoing] = []
         self._busy = False  # a batch is in flight
         self._crowded = False  # the last batch held more than one message
         self._flusher: asyncio.Task[None] | None = None  # keeps the follow-up batch's task alive
@@ -110,31 +97,33 @@ class Sender:
         capacity: int,
         byte_capacity: int,
         timeout: float | None = None,
+        routes: Sequence[str] = (),
     ) -> Handle:
         """Put one message in Redis; its handle.
 
-        Raises ``LayerFull`` when its channel or Redis has no room, and ``TimeoutError`` after
+        ``routes``: the reply channels the message names, whose sessions may take it (see
+        :mod:`channels_rpc._redis.routing`); its handle then has an empty prefix. Raises
+        ``LayerFull`` when its channel or Redis has no room, and ``TimeoutError`` after
         ``timeout`` seconds, the message then never to be received (see the module docstring).
         """
         loop = asyncio.get_running_loop()
         not_after = None if timeout is None else self.layer.clock() + timeout
-        message = _Message(
-            index, key, member, capacity, byte_capacity, not_after, loop.create_future()
-        )
+        added: asyncio.Future[Handle] = loop.create_future()
+        message = Outgoing(index, key, member, capacity, byte_capacity, not_after, added, routes)
         self._waiting.append(message)
         if timeout is None:
             return await self._sent(message, loop)
         async with time_limit(timeout):
             return await self._sent(message, loop)
 
-    async def _sent(self, message: _Message, loop: asyncio.AbstractEventLoop) -> Handle:
+    async def _sent(self, message: Outgoing, loop: asyncio.AbstractEventLoop) -> Handle:
         if not self._busy:
             if self._crowded:
                 self._start_flusher(loop)
             else:
                 await self._send_alone(loop)
         # Cancelling this wait (the time limit) cancels the future: a batch not yet built
-        # leaves the message out, one in flight withdraws it (see _send).
+        # leaves the message out, one in flight withdraws it (see _settle and _lost).
         return await message.added
 
     async def _send_alone(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -168,7 +157,7 @@ class Sender:
         if not batch:
             return
         self._crowded = len(batch) > 1
-        by_host: dict[int, list[_Message]] = {}
+        by_host: dict[int, list[Outgoing]] = {}
         for message in batch:
             by_host.setdefault(message.index, []).append(message)
         if len(by_host) == 1:  # the usual single Redis: no task for gather() to wrap
@@ -177,21 +166,21 @@ class Sender:
         else:
             await asyncio.gather(*(self._send_host(i, msgs) for i, msgs in by_host.items()))
 
-    async def _send_host(self, index: int, batch: list[_Message]) -> None:
+    async def _send_host(self, index: int, batch: list[Outgoing], hops: int = 0) -> None:
         if len(batch) == 1:
-            await self._send(index, batch)
+            await self._send(index, batch, hops)
             return
         for chunk in _chunks(batch):  # each script call is checked against maxmemory
             chunk = [m for m in chunk if not m.added.done()]
             if chunk:
-                await self._send(index, chunk)
+                await self._send(index, chunk, hops)
 
-    async def _send(self, index: int, batch: list[_Message]) -> None:
+    async def _send(self, index: int, batch: list[Outgoing], hops: int = 0) -> None:
         """One SEND_MANY call: every sender gets its handle or its refusal."""
-        by_key: dict[str, list[_Message]] = {}
+        by_key: dict[str, list[Outgoing]] = {}
         for m in batch:
             by_key.setdefault(m.key, []).append(m)
-        keys, args = _arguments(by_key, int(self.layer.expiry))
+        keys, args = _arguments(by_key, int(self.layer.expiry), sessions_prefix(self.layer.prefix))
         sent_at = self.layer.clock()
         try:
             answer = await SEND_MANY(self.layer.connection(index), keys, args)
@@ -200,13 +189,17 @@ class Sender:
             raise
         except ResponseError as exc:  # Redis refused the call: nothing was added
             for m in batch:
-                _fail(m, LayerFull(OUT_OF_MEMORY) if _out_of_memory(exc) else exc)
+                fail(m, LayerFull(OUT_OF_MEMORY) if is_out_of_memory(exc) else exc)
         except Exception as exc:  # the answer was lost: the messages may be queued
             self._lost(index, batch, sent_at, exc)
         else:
+            rerouted = answer.pop() if answer and isinstance(answer[-1], list) else None
             self._settle(index, by_key, answer)
+            if rerouted is not None:  # sessions took some (see SEND_MANY)
+                in_order = [m for msgs in by_key.values() for m in msgs]  # as numbered there
+                await self._router.reroute(in_order, rerouted, hops)
 
-    def _settle(self, index: int, by_key: dict[str, list[_Message]], answer: list[int]) -> None:
+    def _settle(self, index: int, by_key: dict[str, list[Outgoing]], answer: list[int]) -> None:
         """Hand each sender its handle or refusal (see SEND_MANY for the answer)."""
         done = 0
         for key, msgs in by_key.items():
@@ -214,29 +207,22 @@ class Sender:
             for message in msgs:
                 score_us, added = answer[done], message.added
                 done += 1
-                if added.done():  # its sender gave up meanwhile
+                if score_us == 0 or added.done():  # sessions took it; or its sender gave up
                     if score_us > 0:  # queued nonetheless: taken back at once
                         unwanted.append((message.member[: self._width], score_us, score_us))
                 elif score_us > 0:
                     added.set_result(Handle(message.member[: self._width], score_us))
                 else:
-                    added.set_exception(_refusal(score_us))
+                    added.set_exception(refusal(score_us))
             if unwanted and self._width:  # (without prefixes, neighbours could go too)
                 self._withdraw_later(index, key, None, unwanted)
-        if len(answer) > done:
-            self._report_expired(list(by_key), answer[done:])
-
-    def _report_expired(self, keys: list[str], dropped: list[int]) -> None:
-        for j, count in zip(dropped[::2], dropped[1::2], strict=True):
-            logger.warning(
-                "dropped %d messages from %s: queued more than %s s ago (no receiver took them)",
-                count,
-                keys[j - 1].removeprefix(self.layer.prefix),
-                self.layer.expiry,
-            )
+        if len(answer) > done:  # then (key number, count) per key whose expired messages went
+            keys, dropped = list(by_key), answer[done:]
+            for j, count in zip(dropped[::2], dropped[1::2], strict=True):
+                self.layer._report_expired(keys[j - 1], count)  # as a receiver reports them
 
     def _lost(
-        self, index: int, batch: list[_Message], sent_at: float, exc: Exception | None
+        self, index: int, batch: list[Outgoing], sent_at: float, exc: Exception | None
     ) -> None:
         """The batch's answer is lost (cancelled, connection failed): Redis may have run it."""
         width = self._width
@@ -245,7 +231,7 @@ class Sender:
             if exc is None:
                 message.added.cancel()
             else:
-                _fail(message, exc)
+                fail(message, exc)
             if message.not_after is not None and width:
                 by_key.setdefault(message.key, []).append(
                     (message.member[:width], message.not_after)
@@ -268,7 +254,7 @@ class Sender:
         self, index: int, key: str, after: float | None, ranges: list[tuple[bytes, int, int]]
     ) -> None:
         """Withdraw messages whose senders gave up, once Redis' clock has passed ``after``."""
-        args: list[Any] = [_text(after)]
+        args: list[Any] = ["" if after is None else repr(after)]  # (a float read back exactly)
         for prefix, low, high in ranges:
             args += [prefix, low, high]
         give_up = self.layer.clock() + self.layer.expiry  # by then they have expired anyway
@@ -295,8 +281,8 @@ class Sender:
             await asyncio.sleep(0.01)  # Redis' clock has not reached `after` yet
 
 
-def _chunks(batch: list[_Message]) -> Iterator[list[_Message]]:
-    chunk: list[_Message] = []
+def _chunks(batch: list[Outgoing]) -> Iterator[list[Outgoing]]:
+    chunk: list[Outgoing] = []
     size = 0
     for message in batch:
         if chunk and size + len(message.member) > BATCH_BYTES:
@@ -308,19 +294,16 @@ def _chunks(batch: list[_Message]) -> Iterator[list[_Message]]:
         yield chunk
 
 
-def _refusal(code: int) -> Exception:
-    if code == -1:
-        return LayerFull(QUEUE_FULL)
-    if code == -2:
-        return LayerFull(QUEUE_BYTES)
-    return TimeoutError("the send's time limit passed before Redis took it")
-
-
-def _arguments(by_key: dict[str, list[_Message]], expiry: int) -> tuple[list[str], list[Any]]:
+def _arguments(
+    by_key: dict[str, list[Outgoing]], expiry: int, sessions: str
+) -> tuple[list[str], list[Any]]:
     """SEND_MANY's keys and arguments (see the script), as bytes: redis-py passes them as is."""
     keys: list[str] = []
     args: list[Any] = [b"%d" % expiry]
     messages: list[bytes] = []
+    numbers: list[bytes] = []
+    routes: list[str] = []
+    route = sessions + "route:"
     for key, msgs in by_key.items():
         keys.append(key)
         keys.append(byte_counter(key))
@@ -328,24 +311,14 @@ def _arguments(by_key: dict[str, list[_Message]], expiry: int) -> tuple[list[str
         for m in msgs:
             messages.append(m.member)
             messages.append(b"" if m.not_after is None else repr(m.not_after).encode())
+            for channel in m.routes:
+                numbers.append(b"%d" % (len(messages) // 2))
+                routes.append(route + channel)
     args += messages
+    if routes:
+        args += [sessions, b" ".join(numbers), *routes]
     return keys, args
-
-
-def _fail(message: _Message, exc: BaseException) -> None:
-    if not message.added.done():
-        message.added.set_exception(exc)
-
-
-def _out_of_memory(exc: ResponseError) -> bool:
-    # Redis >= 7 answers -OOM (redis-py: OutOfMemoryError); older ones wrap it in a script error.
-    return isinstance(exc, OutOfMemoryError) or "command not allowed when used memory" in str(exc)
 
 
 def _micros(seconds: float) -> int:
     return int(seconds * 1_000_000)
-
-
-def _text(value: float | None) -> str:
-    """A float as text that reads back exactly ('' for None): what the scripts expect."""
-    return "" if value is None else repr(value)

@@ -24,6 +24,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from channels_rpc._aio import cancel_and_wait
 from channels_rpc._redis.scripts import Script
 
 __all__ = ["WATCH_INTERVAL", "Watchdog", "endpoint_of"]
@@ -124,8 +125,7 @@ class Watchdog:
         current = asyncio.get_running_loop()
         for loop, task in list(self._tasks.items()):
             if loop is current:
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await cancel_and_wait(task)
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(task.cancel)
         self._tasks.clear()
@@ -180,7 +180,7 @@ class Watchdog:
         keys = [self.layer._epoch_key, *(self.layer._group_key(g) for g in groups)]
         before = time.time()
         epoch, missing, server_time = await WATCH(connection, keys, [fresh])
-        self.layer._adjust_clock(before, time.time(), server_time)
+        self.layer.redis_clock.adjust(before, time.time(), server_time)
         endpoint = endpoint_of(connection.connection_pool.connection_kwargs)
         known = self.layer._epochs.get(endpoint)
         self.layer._epochs[endpoint] = fresh if epoch is None else epoch

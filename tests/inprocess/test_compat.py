@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext, consumer
+from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext, sending
 from channels_rpc.config import RpcConfig
 from channels_rpc.decorators import permission_required
 from channels_rpc.envelope import Call, response_message
@@ -470,7 +470,7 @@ async def test_an_unanswered_call_names_its_queue_and_the_frontend_says_so_once(
 ) -> None:
     from channels_rpc.pending import Unanswered
 
-    monkeypatch.setattr(consumer, "_unanswered", Unanswered())  # a minute of its own
+    monkeypatch.setattr(sending, "_unanswered", Unanswered())  # a minute of its own
     with (
         rpc_settings(EXECUTION="workers", REPLY_GRACE=0.0),
         caplog.at_level(logging.WARNING, "channels_rpc"),

@@ -268,12 +268,15 @@ class FakeClock:
         return time.time()
 
 
-class RecordingLayer:
-    """The part of a channel layer a CallHandler uses, with a chosen message expiry."""
+class RecordingLayer(InMemoryChannelLayer):
+    """A channel layer that records what it is sent, with a chosen message expiry."""
 
     def __init__(self, expiry: float | None) -> None:
-        if expiry is not None:
-            self.expiry = expiry
+        super().__init__()
+        if expiry is None:
+            del self.expiry  # as a layer that does not say
+        else:
+            self.expiry: float = expiry
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:

@@ -3,12 +3,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import anyio
 import pytest
 from channels.layers import InMemoryChannelLayer
 
+from channels_rpc.layers import RedisChannelLayer
 from channels_rpc.runtime import WorkerRuntime
 
 pytestmark = pytest.mark.anyio
@@ -200,10 +202,11 @@ async def test_a_handler_that_raises_does_not_stop_the_loop(
     assert "handler bug" in caplog.text
 
 
-class FlakyLayer:
+class FlakyLayer(InMemoryChannelLayer):
     """Raises on the first ``failures`` receives, then hands out queued messages."""
 
     def __init__(self, failures: int = 1) -> None:
+        super().__init__()
         self.failures = failures
         self.calls = 0
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -263,10 +266,11 @@ async def test_a_failed_receive_gives_its_slot_back() -> None:
         await runtime.stop(1)
 
 
-class PollingLayer:
-    """A layer with ``receive_many``: polled, and never cancelled on stop."""
+class PollingLayer(RedisChannelLayer):
+    """A work-queue layer (ours, its queue in this process): polled, never cancelled on stop."""
 
     def __init__(self) -> None:
+        super().__init__(hosts=[("127.0.0.1", 9)])  # never connected to
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.polls = 0
         self.cancelled = 0
@@ -279,7 +283,7 @@ class PollingLayer:
         self.queue.put_nowait(message)
 
     async def receive_many(
-        self, channels: list[str], limit: int, seconds: float
+        self, channels: Sequence[str], limit: int, seconds: float
     ) -> list[dict[str, Any]]:
         self.polls += 1
         if self.polls >= 3:
