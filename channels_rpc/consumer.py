@@ -38,7 +38,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, embedded, registry, signals
+from channels_rpc import checks, decorators, embedded, registry, signals
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
@@ -334,11 +334,10 @@ class AsyncJsonRpcWebsocketConsumer(
     async def _permitted(self, spec: MethodSpec) -> bool:
         if not spec.permissions:
             return True
-        user = self.scope.get("user")
-        if user is None or not getattr(user, "is_authenticated", False):
-            return False
+        # The worker and a direct call ask the same question (decorators.allowed).
+        check = database_sync_to_async(decorators.allowed)
         try:
-            allowed: bool = await database_sync_to_async(user.has_perms)(spec.permissions)
+            allowed: bool = await check(self.scope.get("user"), spec.permissions)
         except Exception as exc:
             logger.exception("permission check for %r failed", spec.name)
             raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR) from exc

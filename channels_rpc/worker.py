@@ -194,12 +194,15 @@ class CallHandler:
             user_loader=functools.partial(self._load_user, call.scope),
         )
         self._running[task] = (call, context)
-        if spec.permissions and not self._frontend_checked:
+        params = request.get("params", {})
+        if not spec.permissions:  # most methods: nothing to check, nothing to mark checked
+            return await self._executor.run(call, spec, params, context, encoder)
+        if not self._frontend_checked:
             refusal = await self._refusal(spec, context)
             if refusal is not None:
                 return refusal
         with decorators.checked(spec.permissions):  # the function's own check need not repeat
-            return await self._executor.run(call, spec, request.get("params", {}), context, encoder)
+            return await self._executor.run(call, spec, params, context, encoder)
 
     async def _refusal(self, spec: MethodSpec, context: RpcContext) -> Outcome | None:
         """The answer refusing a caller who lacks ``spec``'s permissions; None if allowed.

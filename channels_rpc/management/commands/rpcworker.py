@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import functools
 import logging
 import os
 import signal
@@ -90,9 +89,9 @@ class Command(BaseCommand):  # type: ignore[misc]
             self.stderr.write(f"rpcworker ready: pid={os.getpid()} {serving}", style_func=_plain)
             self.stderr.flush()
 
-        serve = functools.partial(
-            _run, layer, queues, concurrency, grace, options["health_file"], announce
-        )
+        def serve() -> None:
+            asyncio.run(_serve(layer, queues, concurrency, grace, options["health_file"], announce))
+
         if options["reload"]:
             # A parent process restarts a child that serves until a file changes. A stop or a
             # reload ends the child at once: running calls are answered by their deadline.
@@ -151,17 +150,6 @@ def _where(layer: Any, queues: list[str]) -> str:
         user = userinfo.partition(":")[0]
         address = address.replace(netloc, f"{user}@{location}" if user else location, 1)
     return f"redis={address}"
-
-
-def _run(
-    layer: Any,
-    queues: list[str],
-    concurrency: int,
-    grace: float,
-    health_file: Path | None,
-    announce: Callable[[], None],
-) -> None:
-    asyncio.run(_serve(layer, queues, concurrency, grace, health_file, announce))
 
 
 async def _serve(
