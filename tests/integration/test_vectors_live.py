@@ -94,10 +94,15 @@ async def test_frames_over_daphnes_limit_drop_only_that_connection(
     # client sees the TCP connection drop without a close frame (1006); others are unaffected.
     # daphne may drop the connection while the client is still writing the frame, so the
     # drop can surface in send() as well as in recv().
+    frame = json.dumps({"jsonrpc": "2.0", "method": "x" * (1024 * 1024 + 10), "id": 1})
+
+    async def send_and_read(ws: websockets.ClientConnection) -> None:
+        await ws.send(frame)
+        await asyncio.wait_for(ws.recv(), 10)
+
     async with websockets.connect(spec_cluster.url("/ws/spec/"), max_size=None) as ws:
         with pytest.raises(websockets.ConnectionClosed) as closed:
-            await ws.send(json.dumps({"jsonrpc": "2.0", "method": "x" * (1024 * 1024 + 10), "id": 1}))
-            await asyncio.wait_for(ws.recv(), 10)
+            await send_and_read(ws)
     assert closed.value.rcvd is None
     await connection.send(loader.PROBE)
     assert json.loads(await connection.receive(10)) == loader.PROBE_ANSWER
