@@ -37,6 +37,10 @@
         "MAX_INBOUND_BYTES": 2 * 1024 * 1024,   # bytes received but not yet dispatched,
                                           # past which reading pauses (or the socket closes)
         "MAX_GROUPS": 100,                # groups one connection may be in
+        # sessions (docs/sessions.md; the Redis layer of this package)
+        "SESSION_WINDOW": 30.0,           # seconds a session outlives its socket
+        "SESSION_MAX_FRAMES": 1000,       # frames kept for a detached session, then it ends
+        "SESSION_MAX_BYTES": 1024 * 1024, # bytes kept for a detached session, then it ends
         # workers
         "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
         "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
@@ -88,6 +92,9 @@ class RpcConfig:
     max_outbound_bytes: int = 4 * 1024 * 1024
     max_inbound_bytes: int = 2 * 1024 * 1024
     max_groups: int = 100
+    session_window: float = 30.0
+    session_max_frames: int = 1000
+    session_max_bytes: int = 1024 * 1024
     worker_concurrency: int = 32
     shutdown_grace: float = 10.0
 
@@ -218,6 +225,9 @@ _CHECKS: Final = {
     "max_outbound_bytes": _positive_int,
     "max_inbound_bytes": _positive_int,
     "max_groups": _positive_int,
+    "session_window": _positive_seconds,
+    "session_max_frames": _positive_int,
+    "session_max_bytes": _positive_int,
     "worker_concurrency": _positive_int,
     "shutdown_grace": _seconds,
 }

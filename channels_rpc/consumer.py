@@ -33,54 +33,35 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar
 
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, decorators, embedded, registry, signals
+from channels_rpc import checks, embedded, registry, signals
+from channels_rpc._aio import TaskSet
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
-from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.flow import Inbox
 from channels_rpc.groups import Memberships
 from channels_rpc.guards import TokenBucket
 from channels_rpc.logsafe import protect
-from channels_rpc.middleware import apply_request, apply_response
-from channels_rpc.pending import (
-    Batch,
-    DuplicateId,
-    Pending,
-    PendingCalls,
-    TooManyInFlight,
-    answer_now,
-)
-from channels_rpc.protocol import (
-    Rejection,
-    Request,
-    dumps,
-    encode_error,
-    encode_id,
-    error_frame,
-    parse,
-    result_frame,
-    utf8_size,
-)
+from channels_rpc.middleware import apply_response
+from channels_rpc.pending import Pending, PendingCalls
+from channels_rpc.protocol import utf8_size
 from channels_rpc.push import push_frame
-from channels_rpc.registration import RpcRegistration, queues_of, specs_of
-from channels_rpc.registry import MethodSpec
-from channels_rpc.scope import credentials_expired, expires_at, portable_scope, validate_scope
+from channels_rpc.registration import RpcRegistration, queues_of
+from channels_rpc.requests import CLOSE_AUTH_EXPIRED, RequestHandling
+from channels_rpc.scope import expires_at, portable_scope, validate_scope
 from channels_rpc.sending import Calls, CallSender
+from channels_rpc.session import SessionLink, drain, principal_of, release
 
 __all__ = ["AsyncJsonRpcWebsocketConsumer"]
 
-#: Notifications that cancel a pending call: ours, and the Language Server Protocol's.
-CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
 #: The close code for a client sending more than RATE_LIMIT requests a second (an application
 #: may close with 1000 or 3000-4999 only; 4008 echoes 1008 "policy violation").
 CLOSE_RATE_LIMITED = 4008
-#: The close code once the credentials the connection was opened with have expired.
-CLOSE_AUTH_EXPIRED = 4001
 #: The close code when a frame could not be handed to the server (4011 echoes 1011 "internal
 #: error"): a socket that cannot be written to is closed, never left half alive.
 CLOSE_WRITE_FAILED = 4011
@@ -90,8 +71,8 @@ SUBPROTOCOL = "jsonrpc"
 #: Answers the outbound ceiling leaves room for (answers to calls taken before reading paused)
 #: when MAX_IN_FLIGHT is 0: as many as the default limit lets a connection have.
 _ROOM_WITHOUT_LIMIT = 64
-#: The OpenRPC service discovery method.
-DISCOVER = "rpc.discover"
+#: Tasks that outlive their connection: keeping what reaches a detached session's channel.
+_drains = TaskSet()
 
 # Client text (method names, error messages) reaches this logger: one line per record.
 logger = protect(logging.getLogger("channels_rpc"))
@@ -99,6 +80,7 @@ logger = protect(logging.getLogger("channels_rpc"))
 
 class AsyncJsonRpcWebsocketConsumer(
     RpcRegistration,
+    RequestHandling,
     DirectDispatch,
     AsyncJsonWebsocketConsumer,  # type: ignore[misc]
 ):
@@ -129,6 +111,9 @@ class AsyncJsonRpcWebsocketConsumer(
         self._subprotocol: str | None = None
         self._portable: dict[str, Any] | None = None
         self._release_worker: Callable[[], Awaitable[None]] | None = None  # embedded mode
+        self._session: SessionLink | None = None  # on a layer with sessions
+        self._ending = False  # closed for cause: a session ends with the connection
+        self._undispatched: dict[str, Any] | None = None  # see channel_receive
         # asyncio holds tasks weakly; tasks this connection starts are kept here.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -178,6 +163,12 @@ class AsyncJsonRpcWebsocketConsumer(
             spawn=spawn,
             on_send=self._memberships.note_call,
         )
+        sessions = getattr(layer, "sessions", None)
+        if sessions is not None and not self._runs_inline(get_config()):
+            principal = database_sync_to_async(principal_of)
+            self._session = SessionLink(
+                sessions, channel, self._pending, lambda: principal(self.scope)
+            )
         await super().websocket_connect(message)
         self._memberships.keep_static()
 
@@ -208,8 +199,11 @@ class AsyncJsonRpcWebsocketConsumer(
         for task in list(self._tasks):  # deadline answers, the expiry close, the group keeper
             if task is not current:
                 task.cancel()
-        await self._calls.close()
-        await self._memberships.close()
+        code = message.get("code")
+        detached = await self._detach(code)
+        if not detached:
+            await self._calls.close()
+            await self._memberships.close()
         if self._release_worker is not None:
             await self._release_worker()
         if self._accepted:
@@ -219,134 +213,52 @@ class AsyncJsonRpcWebsocketConsumer(
                 consumer=self,
                 scope=self.scope,
                 duration=time.monotonic() - self._connected_at,
-                close_code=message.get("code"),
+                close_code=code,
             )
+        if detached:  # Channels' own groups stay the session's too
+            await self.disconnect(code)
+            raise StopConsumer()
         await super().websocket_disconnect(message)
 
-    # ----------------------------------------------------------------------------------------
-    # Requests
+    async def _detach(self, code: Any) -> bool:
+        """Keep the session past its socket, unless it ends with it; True if kept.
 
-    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Handle one frame; never raises for anything a client sends."""
-        if self._closing:
-            return  # frames daphne had buffered before the close took effect
-        text = text_data if text_data is not None else _utf8_or_none(bytes_data)
-        if credentials_expired(self.scope):
-            await self._close_expired(text or "")
-            return
-        if text is None:
-            error = error_object(
-                JsonRpcErrorCode.PARSE_ERROR, data={"error": "frame is not UTF-8 text"}
-            )
-            await self._send_error(None, error)
-            return
-        config = get_config()
-        message = parse(text, config.limits)
-        if isinstance(message, list):
-            if not self._bucket.take(len(message) - 1):  # a batch costs what its calls would
-                await self._close_abusive("rate limit exceeded")
-                return
-            await self._receive_batch(message, config)
-            return
-        frame = await self._dispatch(message, config, None, text)
-        if frame is not None:
-            await self._write(frame)
+        A close 1000 from the client, or one the server made for cause, ends it; its calls on
+        earlier channels are then cancelled here (this channel's by ``Calls.close``).
+        """
+        session = self._session
+        if session is None or not session.active:
+            return False
+        if code == 1000 or self._ending:
+            await release(self.channel_layer, await session.end())
+            return False
+        calls = [pending for pending in self._pending if not pending.is_notification]
+        try:
+            kept = await session.detach(calls, get_config().reply_grace)
+        except Exception as exc:
+            logger.warning("could not keep the session of %s: %r", self.channel_name, exc)
+            kept = "unknown"
+        if kept == "unknown":
+            return False  # closed as a connection without a session is
+        self._pending.drain()  # they run on, for the session
+        first = [self._undispatched] if self._undispatched is not None else []
+        _drains.spawn(drain(session.sessions, self.channel_name, self._channel_receive, first))
+        return True
+
+    # ----------------------------------------------------------------------------------------
+    # Closing for cause
 
     async def _close_abusive(self, reason: str) -> None:
         logger.warning("closing %s: %s", self.scope.get("client"), reason)
+        self._ending = True
         await self.close(code=CLOSE_RATE_LIMITED, reason=reason)
-
-    async def _close_expired(self, text: str) -> None:
-        """Answer the frame's call, if it is one, then close: the credentials ran out."""
-        message = parse(text, get_config().limits)
-        error = error_object(JsonRpcErrorCode.UNAUTHORIZED, data={"reason": "credentials expired"})
-        if isinstance(message, Request) and not message.is_notification:
-            await self._send_error(message.id, error)
-        await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
 
     async def _close_at_expiry(self, expiry: float) -> None:
         """Close an idle connection when its credentials expire (pushes would go on otherwise)."""
         await asyncio.sleep(max(0.0, expiry - time.time()))
         if not self._closing:
+            self._ending = True
             await self.close(code=CLOSE_AUTH_EXPIRED, reason="credentials expired")
-
-    async def _receive_batch(self, items: list[Request | Rejection], config: RpcConfig) -> None:
-        batch = Batch(limit=config.max_response_size)
-        for item in items:
-            await self._dispatch(item, config, batch, None)
-        frame = batch.seal()
-        if frame is not None:
-            await self._write(frame)
-
-    async def _dispatch(
-        self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
-    ) -> str | None:
-        """Dispatch one request; returns what to write now (an error, or a completed batch)."""
-        try:
-            return await self._dispatch_one(item, config, batch, text)
-        except Exception:
-            # A bug here must cost one call an answer, not the whole connection.
-            logger.exception("unexpected error while dispatching a request")
-            if isinstance(item, Request) and item.is_notification:
-                return None
-            return self._local_error(item.id, error_object(JsonRpcErrorCode.INTERNAL_ERROR), batch)
-
-    async def _dispatch_one(
-        self, item: Request | Rejection, config: RpcConfig, batch: Batch | None, text: str | None
-    ) -> str | None:
-        if isinstance(item, Rejection):
-            return self._local_error(item.id, item.error, batch) if item.answer else None
-        if item.is_notification and item.method in CANCEL_METHODS:
-            await self._calls.cancel(item.params)
-            return None
-        if not item.is_notification and item.method == DISCOVER and config.discovery:
-            id_json, document = encode_id(item.id), dumps(await self._discover(), DjangoJSONEncoder)
-            limit = config.max_response_size
-            return answer_now(id_json, result_frame(id_json, document), batch, limit)
-        try:
-            request = item
-            if self.middleware:
-                request = await apply_request(self.middleware, item, self, config.limits)
-                text = None  # the frame no longer says what the request is: it is re-encoded
-            spec = await self._resolve(request)
-            spec.bind(request.params)
-        except JsonRpcError as exc:
-            if item.is_notification:
-                logger.info("notification %r dropped: %s", item.method, exc.error()["message"])
-                return None
-            return self._local_error(item.id, exc.error(), batch)
-        if request.is_notification:
-            await self._calls.notify(request, spec, text, config)
-            return None
-        try:
-            return await self._calls.call(request, spec, text, config, batch)
-        except (DuplicateId, TooManyInFlight) as exc:  # the pending table refused it
-            return self._local_error(request.id, exc.error(), batch)
-
-    async def _resolve(self, request: Request) -> MethodSpec:
-        """The spec a request calls; unknown, disabled and forbidden methods look alike."""
-        table = registry.table_of(type(self))
-        spec = table.lookup(request.method, notification=request.is_notification) if table else None
-        if spec is None or not spec.websocket or not await self._permitted(spec):
-            raise JsonRpcError(None, JsonRpcErrorCode.METHOD_NOT_FOUND, {"method": request.method})
-        return spec
-
-    async def _permitted(self, spec: MethodSpec) -> bool:
-        if not spec.permissions:
-            return True
-        # The worker and a direct call ask the same question (decorators.allowed).
-        check = database_sync_to_async(decorators.allowed)
-        try:
-            allowed: bool = await check(self.scope.get("user"), spec.permissions)
-        except Exception as exc:
-            logger.exception("permission check for %r failed", spec.name)
-            raise JsonRpcError(None, JsonRpcErrorCode.INTERNAL_ERROR) from exc
-        return allowed
-
-    async def _discover(self) -> dict[str, Any]:
-        """What ``rpc.discover`` answers: only the methods this connection may call."""
-        specs = [s for s in specs_of(type(self)) if s.websocket and await self._permitted(s)]
-        return self.openrpc_document(specs)
 
     # ----------------------------------------------------------------------------------------
     # Answers, and what else comes for this connection over the channel layer
@@ -382,6 +294,42 @@ class AsyncJsonRpcWebsocketConsumer(
         if message.get("leave"):
             self._memberships.left_by_worker(message["leave"])
 
+    async def rpc_frame(self, message: dict[str, Any]) -> None:
+        """A frame written before a resumed session's socket went, not acknowledged since."""
+        if self._session is not None and self._session.outbox is not None:
+            self._session.outbox.add(message["seq"], message["body"])
+        await self._write(message["body"], numbered=False)
+
+    async def _resumed(self, answer: str) -> None:
+        """A resume was answered: take the session's calls and groups, deliver what it kept."""
+        assert self._session is not None
+        await self._write(answer, numbered=False)
+        self._calls.adopted(self._session.adopted)
+        for group in self._session.groups:
+            self._memberships.joined_by_worker(group)
+        for message in self._session.kept():
+            await self.dispatch(message)
+
+    # Channels sets `channel_receive` in __call__ and loses a message it took but had not yet
+    # dispatched when the socket went; a session keeps it (see _detach).
+
+    @property
+    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
+        return self._receive_noted
+
+    @channel_receive.setter
+    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self._channel_receive = receive
+
+    async def _receive_noted(self) -> dict[str, Any]:
+        self._undispatched = message = await self._channel_receive()
+        return message
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        if message is self._undispatched:
+            self._undispatched = None
+        await super().dispatch(message)
+
     async def notify_channel(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to this connection's client.
 
@@ -404,16 +352,7 @@ class AsyncJsonRpcWebsocketConsumer(
     # ----------------------------------------------------------------------------------------
     # Writing
 
-    def _local_error(self, rpc_id: Any, error: dict[str, Any], batch: Batch | None) -> str | None:
-        """An error answered here, the call never pending: what to write now."""
-        id_json = encode_id(rpc_id)
-        frame = error_frame(id_json, encode_error(error))
-        return answer_now(id_json, frame, batch, get_config().max_response_size)
-
-    async def _send_error(self, rpc_id: Any, error: dict[str, Any]) -> None:
-        await self._write(error_frame(encode_id(rpc_id), encode_error(error)))
-
-    async def _write(self, frame: str) -> None:
+    async def _write(self, frame: str, *, numbered: bool = True) -> None:
         """Write a frame unless the socket is closing; if the server refuses it, close.
 
         A socket that takes no more frames must not stay open: its client would wait forever
@@ -422,6 +361,8 @@ class AsyncJsonRpcWebsocketConsumer(
         """
         if self._closing:
             return
+        if numbered and self._session is not None:
+            frame = self._session.write(frame)
         try:
             await self.send(text_data=frame)
         except Exception as exc:

@@ -44,6 +44,7 @@ class JsonRpcErrorCode(IntEnum):
     DEADLINE_EXCEEDED = -32012
     UNAUTHORIZED = -32013
     RESPONSE_TOO_LARGE = -32014
+    SESSION_NOT_FOUND = -32015
 
     PARSE_RESULT_ERROR = -32701
     REQUEST_CANCELLED = -32800
@@ -62,6 +63,7 @@ RPC_ERRORS: dict[int, str] = {
     JsonRpcErrorCode.DEADLINE_EXCEEDED: "Deadline Exceeded",
     JsonRpcErrorCode.UNAUTHORIZED: "Unauthorized",
     JsonRpcErrorCode.RESPONSE_TOO_LARGE: "Response Too Large",
+    JsonRpcErrorCode.SESSION_NOT_FOUND: "Session Not Found",
     JsonRpcErrorCode.PARSE_RESULT_ERROR: "Error while parsing result",
     JsonRpcErrorCode.REQUEST_CANCELLED: "Request Cancelled",
 }

@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
@@ -187,6 +188,8 @@ class Pending:
     queue: str = ""  # where the request was enqueued
     handle: Any = None  # the layer's handle to withdraw it while still queued
     is_notification: bool = False  # held only until a worker takes it
+    reply: str = ""  # the channel it was made on, if another (a resumed session's earlier one)
+    due_at: float | None = None  # when its deadline fires, on the scheduler's clock
 
     def route(self, frame: str) -> str | None:
         """The frame to write for this answer: itself, or its batch's array once complete."""
@@ -225,6 +228,9 @@ class PendingCalls:
     def __len__(self) -> int:
         return len(self._by_token)
 
+    def __iter__(self) -> Iterator[Pending]:
+        return iter(list(self._by_token.values()))
+
     def open(
         self, rpc_id: JsonId, method: str, timeout: float | None, batch: Batch | None = None
     ) -> Pending:
@@ -241,6 +247,23 @@ class PendingCalls:
         if key is not None:
             self._by_id[key] = pending.token
         return pending
+
+    def adopt(
+        self, token: int, id_json: str, method: str, timeout: float | None, queue: str, reply: str
+    ) -> Pending:
+        """Take over a call made on another connection of the same session (a resume)."""
+        key = id_key(json.loads(id_json))
+        if key is not None and key in self._by_id:
+            raise DuplicateId(id_json)
+        pending = Pending(token, id_json, key, method, timeout, queue=queue, reply=reply)
+        self._by_token[token] = pending
+        if key is not None:
+            self._by_id[key] = token
+        return pending
+
+    def renumber(self, after: int) -> None:
+        """Hand out tokens above ``after`` from now on (see :meth:`adopt`)."""
+        self._last_token = max(self._last_token, after)
 
     def open_notification(self, method: str, timeout: float | None) -> Pending:
         """Count a notification against the limit until a worker takes it (:meth:`taken`)."""
@@ -262,7 +285,8 @@ class PendingCalls:
         pending.disarm()
         scheduler = self._scheduler or asyncio.get_running_loop()
         expire = functools.partial(self._expire, token, on_expire)
-        pending.timer = scheduler.call_at(scheduler.time() + delay, expire)
+        pending.due_at = scheduler.time() + delay
+        pending.timer = scheduler.call_at(pending.due_at, expire)
 
     def _expire(self, token: int, on_expire: OnExpire) -> None:
         pending = self._by_token.get(token)

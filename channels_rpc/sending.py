@@ -180,6 +180,15 @@ class Calls:
         """A worker took a request sent with ``ack``: a notification, or a call without limit."""
         self._pending.taken(token)
 
+    def adopted(self, calls: Sequence[tuple[int, float | None]]) -> None:
+        """Re-arm the deadlines of calls a resumed session brought: (token, seconds left)."""
+        grace = get_config().reply_grace
+        for token, left in calls:
+            if left is None:  # no limit: until a worker takes it, the queue's expiry
+                self._pending.arm(token, self._sender.queue_expiry + grace, self._unclaimed)
+            else:
+                self._pending.arm(token, left + grace, self._expire)
+
     def _expire(self, pending: Pending) -> None:
         """No answer by the deadline: answer -32012 now."""
         if frame := self._pending.fail(pending.token, deadline_error(pending)):
@@ -317,12 +326,22 @@ class CallSender:
             except Exception as exc:  # includes the timeout
                 # The workers must still hear of it: a failed withdraw leaves calls queued.
                 logger.warning("could not withdraw %d calls: %r", len(calls), exc)
+        # Calls a resumed session brought were made on its earlier channels: workers know
+        # them by those.
+        elsewhere = {p.token: p.reply for p in calls if p.reply}
+        for reply in set(elsewhere.values()):
+            tokens = [token for token, channel in elsewhere.items() if channel == reply]
+            await self.cancel_in_workers(None if everything else tokens, reply)
+        leftover = [token for token in leftover if token not in elsewhere]
         if everything or leftover:
             await self.cancel_in_workers(None if everything else leftover)
 
-    async def cancel_in_workers(self, tokens: list[int] | None) -> None:
-        """Tell every worker to skip or stop these calls of ours (all of them: None)."""
-        message = cancel_message(self.reply_to, tokens)
+    async def cancel_in_workers(self, tokens: list[int] | None, reply: str = "") -> None:
+        """Tell every worker to skip or stop these calls of ours (all of them: None).
+
+        ``reply``: the channel they were made on, if not this connection's.
+        """
+        message = cancel_message(reply or self.reply_to, tokens)
         try:
             async with time_limit(get_config().layer_timeout):
                 await self.layer.group_send(WORKERS_GROUP, message)

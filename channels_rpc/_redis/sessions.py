@@ -98,6 +98,7 @@ class PendingCall:
     rpc_id_json: str
     deadline: float | None  # on Redis' clock
     queue: str
+    method: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,13 +365,13 @@ class Sessions:
 
 
 def _record(call: PendingCall) -> str:
-    return json.dumps([call.rpc_id_json, call.deadline, call.queue])
+    return json.dumps([call.rpc_id_json, call.deadline, call.queue, call.method])
 
 
 def _calls(flat: list[bytes]) -> list[PendingCall]:
     calls = []
     for field, record in zip(flat[::2], flat[1::2], strict=True):
         channel, token = text(field).rsplit(" ", 1)
-        rpc_id_json, deadline, queue = json.loads(record)
-        calls.append(PendingCall(channel, token, rpc_id_json, deadline, queue))
+        rpc_id_json, deadline, queue, *rest = json.loads(record)
+        calls.append(PendingCall(channel, token, rpc_id_json, deadline, queue, *rest[:1]))
     return calls

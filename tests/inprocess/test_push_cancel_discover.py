@@ -27,7 +27,7 @@ from channels_rpc import (
     permission_required,
     signals,
 )
-from channels_rpc.consumer import CANCEL_METHODS
+from channels_rpc.requests import CANCEL_METHODS
 from tests.inprocess.helpers import (
     WAIT,
     call,

@@ -27,6 +27,7 @@ BASE_MESSAGES = [
     (JsonRpcErrorCode.DEADLINE_EXCEEDED, -32012, "Deadline Exceeded"),
     (JsonRpcErrorCode.UNAUTHORIZED, -32013, "Unauthorized"),
     (JsonRpcErrorCode.RESPONSE_TOO_LARGE, -32014, "Response Too Large"),
+    (JsonRpcErrorCode.SESSION_NOT_FOUND, -32015, "Session Not Found"),
     (JsonRpcErrorCode.PARSE_RESULT_ERROR, -32701, "Error while parsing result"),
     (JsonRpcErrorCode.REQUEST_CANCELLED, -32800, "Request Cancelled"),
 ]
