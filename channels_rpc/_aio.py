@@ -58,6 +58,11 @@ class TaskSet:
     def __iter__(self) -> Iterator[asyncio.Task[Any]]:
         return iter(list(self._tasks))
 
+    async def wait(self) -> None:
+        """Wait until every task running now has ended."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def cancel_all(self) -> None:
         """Cancel every task, and wait until all have ended."""
         await cancel_and_wait(*self._tasks)

@@ -39,7 +39,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, embedded, registry, signals
+from channels_rpc import checks, draining, embedded, registry, signals
 from channels_rpc._aio import TaskSet
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -114,6 +114,7 @@ class AsyncJsonRpcWebsocketConsumer(
         self._session: SessionLink | None = None  # on a layer with sessions
         self._ending = False  # closed for cause: a session ends with the connection
         self._undispatched: dict[str, Any] | None = None  # see channel_receive
+        self._detached = False  # the session was kept: what comes now is kept too
         # asyncio holds tasks weakly; tasks this connection starts are kept here.
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -135,6 +136,8 @@ class AsyncJsonRpcWebsocketConsumer(
             max_unsent=config.max_outbound_bytes + room * config.max_response_size,
             refuse=self._close_abusive,
         )
+        if inbox.server_queue is not None:  # on daphne: SIGTERM closes sockets with 4012 first
+            draining.install(config.shutdown_grace, _drains.wait)
         async with inbox.reading():
             await super().__call__(scope, inbox.receive, send)
 
@@ -147,6 +150,9 @@ class AsyncJsonRpcWebsocketConsumer(
                 "channels-rpc needs a channel layer: set CHANNEL_LAYERS (for one process, "
                 "{'default': {'BACKEND': 'channels.layers.InMemoryChannelLayer'}})."
             )
+        if draining.draining.stopping:  # refused before the handshake (403): go elsewhere
+            await self.close()
+            return
         self.channel_layer: Any = checks.connection_layer(self)  # refuses calls it cannot serve
         layer, channel, spawn = self.channel_layer, self.channel_name, self._spawn
         # Channels' own `groups` are joined by super().websocket_connect, and only renewed here.
@@ -184,6 +190,7 @@ class AsyncJsonRpcWebsocketConsumer(
         await super().accept(subprotocol, headers)
         if not self._accepted:
             self._accepted = True
+            draining.track(self)
             self._subprotocol = subprotocol
             if self._runs_inline(get_config()):
                 self._release_worker = embedded.attach(
@@ -200,8 +207,12 @@ class AsyncJsonRpcWebsocketConsumer(
             if task is not current:
                 task.cancel()
         code = message.get("code")
-        detached = await self._detach(code)
-        if not detached:
+        detached = self._detached or await self._detach(code)
+        if detached:
+            first = [self._undispatched] if self._undispatched is not None else []
+            keep = self.channel_layer.sessions
+            _drains.spawn(drain(keep, self.channel_name, self._channel_receive, first))
+        else:
             await self._calls.close()
             await self._memberships.close()
         if self._release_worker is not None:
@@ -215,6 +226,7 @@ class AsyncJsonRpcWebsocketConsumer(
                 duration=time.monotonic() - self._connected_at,
                 close_code=code,
             )
+        draining.untrack(self)
         if detached:  # Channels' own groups stay the session's too
             await self.disconnect(code)
             raise StopConsumer()
@@ -241,9 +253,16 @@ class AsyncJsonRpcWebsocketConsumer(
         if kept == "unknown":
             return False  # closed as a connection without a session is
         self._pending.drain()  # they run on, for the session
-        first = [self._undispatched] if self._undispatched is not None else []
-        _drains.spawn(drain(session.sessions, self.channel_name, self._channel_receive, first))
+        self._detached = True
         return True
+
+    async def restart(self) -> None:
+        """SIGTERM: keep the session, then close with 4012, so that a client that reconnects
+        at once, elsewhere, finds its session detached with everything in it."""
+        if self._closing:
+            return
+        await self._detach(draining.CLOSE_RESTARTING)
+        await self.close(code=draining.CLOSE_RESTARTING, reason=draining.REASON)
 
     # ----------------------------------------------------------------------------------------
     # Closing for cause
@@ -303,12 +322,14 @@ class AsyncJsonRpcWebsocketConsumer(
     async def _resumed(self, answer: str) -> None:
         """A resume was answered: take the session's calls and groups, deliver what it kept."""
         assert self._session is not None
-        await self._write(answer, numbered=False)
         self._calls.adopted(self._session.adopted)
         for group in self._session.groups:
             self._memberships.joined_by_worker(group)
         for message in self._session.kept():
             await self.dispatch(message)
+        # Last: a client knows then that a call it waits on, neither answered by now nor
+        # running, was lost.
+        await self._write(answer, numbered=False)
 
     # Channels sets `channel_receive` in __call__ and loses a message it took but had not yet
     # dispatched when the socket went; a session keeps it (see _detach).
@@ -328,6 +349,9 @@ class AsyncJsonRpcWebsocketConsumer(
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message is self._undispatched:
             self._undispatched = None
+        if self._detached and not message["type"].startswith("websocket."):
+            await self.channel_layer.sessions.keep(self.channel_name, message)
+            return
         await super().dispatch(message)
 
     async def notify_channel(self, method: str, params: Any = None) -> None:

@@ -22,17 +22,27 @@ drops, so this is where to join them again. Until it returns, other calls wait; 
 out at once. If it raises on the first connection, ``connect()`` raises it; on a reconnection it
 is logged and the connection carries on.
 
-When the connection drops, pending calls fail with :class:`ConnectionLost` and the client
-reconnects with backoff (unless ``reconnect=False``); calls made while it reconnects wait for
-it. ``state`` is "idle", "connecting", "open", "reconnecting" or "closed". A first connection
-that cannot be made raises :class:`ConnectionFailed` saying why; a call on a closed client
-raises ``ConnectionLost`` at once; a call before ``connect()`` raises ``RuntimeError``.
+When the connection drops, the client reconnects with backoff (unless ``reconnect=False``; at
+once when the server closes with 4012, restarting); calls made meanwhile wait for it. By
+default (``sessions=True``) the client opens a session (docs/sessions.md) and resumes it first
+thing on the new socket: pending calls are answered as if nothing happened, the pushes sent
+meanwhile arrive once, the groups stay joined. ``on_resume(result)`` gets the resume's answer
+(``{"session", "window", "running"}``). A session the server refuses to resume (its window
+ended, it overflowed) fails the pending calls with :class:`SessionLost` (a ``ConnectionLost``;
+``reason`` says why), calls ``on_session_lost(reason)`` and opens a new one. Without a session
+(``sessions=False``, or a server without them: the in-memory layer) a drop fails the pending
+calls with :class:`ConnectionLost`. ``on_connect``'s own calls fail with the socket either way.
+``session_id`` is the session's id; ``close()`` (code 1000) ends it and the server cancels its
+calls. ``state`` is "idle", "connecting", "open", "reconnecting" or "closed". A first
+connection that cannot be made raises :class:`ConnectionFailed` saying why; a call on a closed
+client raises ``ConnectionLost`` at once; a call before ``connect()`` raises ``RuntimeError``.
 """
 
 # The parts, one job each: ``rpc`` (RpcClient, what users call), ``connection`` (open, greet,
-# read, reopen with backoff), ``calls`` (the calls awaiting an answer), ``notifications`` (the
-# handlers and iterators of server pushes), ``frames`` (JSON-RPC in and out, no I/O) and
-# ``errors`` (what is raised, and why a connection could not be opened).
+# read, reopen with backoff), ``session`` (open, acknowledge, resume), ``calls`` (the calls
+# awaiting an answer), ``notifications`` (the handlers and iterators of server pushes),
+# ``frames`` (JSON-RPC in and out, no I/O) and ``errors`` (what is raised, and why a connection
+# could not be opened).
 
 from __future__ import annotations
 
@@ -44,12 +54,12 @@ except ImportError as exc:
         name=exc.name,
     ) from exc
 
-from channels_rpc.client.errors import ConnectionFailed, ConnectionLost
+from channels_rpc.client.errors import ConnectionFailed, ConnectionLost, SessionLost
 from channels_rpc.client.notifications import Notifications
 from channels_rpc.client.rpc import RpcClient
 
-__all__ = ["ConnectionFailed", "ConnectionLost", "Notifications", "RpcClient"]
+__all__ = ["ConnectionFailed", "ConnectionLost", "Notifications", "RpcClient", "SessionLost"]
 
 # Tracebacks name the errors as users import them ("channels_rpc.client.ConnectionLost: ...").
 # Only the errors: a class whose __module__ is not its file loses inspect.getsource before 3.13.
-ConnectionFailed.__module__ = ConnectionLost.__module__ = __name__
+ConnectionFailed.__module__ = ConnectionLost.__module__ = SessionLost.__module__ = __name__

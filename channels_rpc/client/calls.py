@@ -17,6 +17,9 @@ class Call:
     future: asyncio.Future[Any]
     on_progress: Handler | None = None
     sent: bool = False  # a call not sent yet cannot have run: a drop leaves it queued
+    # Made while greeting a socket (rpc.resume, on_connect's calls): it lives and dies with that
+    # socket, even when a session keeps the others past a drop.
+    bound: bool = False
 
 
 class CallTable:
@@ -66,10 +69,27 @@ class CallTable:
         if call is not None and call.on_progress is not None:
             run_handler(call.on_progress, params)
 
-    def fail_sent(self, error: Exception) -> None:
-        """Fail the calls sent; the others wait to be sent, for a connection or to raise."""
-        for rpc_key, call in list(self._pending.items()):
-            if call.sent:
-                del self._pending[rpc_key]
-                if not call.future.done():
-                    call.future.set_exception(error)
+    def fail_sent(self, error: Exception, *, bound_only: bool = False) -> None:
+        """Fail the calls sent (only the socket-bound ones if ``bound_only``: a session keeps
+        the others); the calls not sent wait to be sent, for a connection or to raise."""
+        self._fail(
+            [k for k, c in self._pending.items() if c.sent and (c.bound or not bound_only)], error
+        )
+
+    def knows(self, rpc_id: Any) -> bool:
+        return key(rpc_id) in self._pending
+
+    def unheard(self, running: list[Any]) -> list[str]:
+        """The calls sent on an earlier socket that a resumed session neither runs nor has
+        answered so far (``running``: the ids the resume said still run)."""
+        still = {key(rpc_id) for rpc_id in running}
+        return [k for k, c in self._pending.items() if c.sent and not c.bound and k not in still]
+
+    def fail_keys(self, keys: list[str], error: Exception) -> None:
+        self._fail([k for k in keys if k in self._pending], error)
+
+    def _fail(self, keys: list[str], error: Exception) -> None:
+        for rpc_key in keys:
+            call = self._pending.pop(rpc_key)
+            if not call.future.done():
+                call.future.set_exception(error)

@@ -24,6 +24,9 @@ logger = logging.getLogger("channels_rpc.client")
 # greeting: calls made there skip the wait that holds every other call until the hook is done.
 _GREETING: ContextVar[object | None] = ContextVar("channels_rpc_greeting", default=None)
 
+#: The close code of a front-end that restarts (docs/sessions.md): reconnect at once, no backoff.
+CLOSE_RESTARTING = 4012
+
 
 class Connection:
     def __init__(
@@ -50,6 +53,7 @@ class Connection:
         self._ready = asyncio.Event()  # set while "open", and once "closed" (to wake waiters)
         self._greeting: object | None = None  # the token of the hook running now, if any
         self._runner: asyncio.Task[None] | None = None
+        self._at_once = False  # the server asked for a reconnection without backoff
 
     async def open(self) -> None:
         """Open the connection and greet it; raises if either fails (no retry until a first
@@ -89,11 +93,15 @@ class Connection:
         if self.state == "closed":
             raise ConnectionLost(self.closed_reason)
 
+    def in_greeting(self) -> bool:
+        """True in the greeting of the current socket (``on_connect``, and what it starts)."""
+        greeting = _GREETING.get()
+        return greeting is not None and greeting is self._greeting
+
     async def wait_open(self) -> None:
         """Return once a frame may go out: at once inside ``on_connect``, else when open."""
         self.check_usable()
-        greeting = _GREETING.get()
-        if greeting is None or greeting is not self._greeting:  # on_connect's calls go at once
+        if not self.in_greeting():  # on_connect's calls go at once
             while not self._ready.is_set():
                 await self._ready.wait()
             self.check_usable()
@@ -167,8 +175,11 @@ class Connection:
 
     async def _reopen(self) -> ClientConnection:
         delay = self._backoff[0]
+        at_once, self._at_once = self._at_once, False
         while True:
-            await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: no herd
+            if not at_once:
+                await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: no herd
+            at_once = False
             try:
                 return await websockets.connect(self.url, **self._connect_options)
             except (OSError, websockets.InvalidHandshake, asyncio.TimeoutError) as exc:
@@ -180,6 +191,7 @@ class Connection:
             async for frame in ws:
                 for item in items(frame):
                     self._on_item(item)
+        self._at_once = ws.close_code == CLOSE_RESTARTING
         if self.state == "closed":
             reason = self.closed_reason
         elif self._reconnect:

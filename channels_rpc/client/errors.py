@@ -17,6 +17,15 @@ class ConnectionLost(ConnectionError):
     """The connection dropped before the call was answered (it may or may not have run)."""
 
 
+class SessionLost(ConnectionLost):
+    """The server refused to resume the client's session (``reason``: "unknown or expired",
+    "overflowed", ...): the calls of that session are lost (they may or may not have run)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the session was lost ({reason}): the call may or may not have run")
+        self.reason = reason
+
+
 class ConnectionFailed(ConnectionError):
     """The first connection could not be opened: the message says why (refused, HTTP status)."""
 
@@ -28,6 +37,12 @@ def check_url(url: str) -> None:
             f"{url!r} is not a WebSocket URL: it starts with ws:// or wss:// "
             "(http:// becomes ws://, https:// becomes wss://) and names a host"
         )
+
+
+def check_hooks(**hooks: object) -> None:
+    for name, hook in hooks.items():
+        if hook is not None and not callable(hook):
+            raise TypeError(f"{name} must be callable, not {hook!r}")
 
 
 # Why a WebSocket handshake is refused, by HTTP status, in a Channels deployment.

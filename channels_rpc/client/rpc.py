@@ -9,9 +9,10 @@ from typing import Any
 
 from channels_rpc.client.calls import Call, CallTable
 from channels_rpc.client.connection import Connection
-from channels_rpc.client.errors import ConnectionLost, check_url
+from channels_rpc.client.errors import ConnectionLost, check_hooks, check_url
 from channels_rpc.client.frames import encode, request
 from channels_rpc.client.notifications import Fanout, Handler, Notifications
+from channels_rpc.client.session import Session
 
 OnConnect = Callable[["RpcClient"], Any]
 
@@ -28,14 +29,19 @@ class RpcClient:
         open_timeout: float = 10.0,
         timeout: float | None = None,
         on_connect: OnConnect | None = None,
+        sessions: bool = True,
+        on_resume: Handler | None = None,
+        on_session_lost: Handler | None = None,
     ) -> None:
         check_url(url)
-        if on_connect is not None and not callable(on_connect):
-            raise TypeError(f"on_connect must be callable, not {on_connect!r}")
+        check_hooks(on_connect=on_connect, on_resume=on_resume, on_session_lost=on_session_lost)
         self.url = url
         self.timeout = timeout  # default per-call timeout, seconds (None: wait for the server)
         self._on_connect = on_connect
         self._calls = CallTable()
+        self._session = Session(
+            self._calls, enabled=sessions, on_resume=on_resume, on_lost=on_session_lost
+        )
         self._fanout = Fanout()
         self._link = Connection(
             url,
@@ -47,7 +53,7 @@ class RpcClient:
             },
             reconnect=reconnect,
             backoff=backoff,
-            greet=self._greet if on_connect is not None else None,
+            greet=self._greet if on_connect is not None or sessions else None,
             on_item=self._received,
             on_lost=self._lost,
         )
@@ -56,6 +62,11 @@ class RpcClient:
     def state(self) -> str:
         """The connection's: "idle", "connecting", "open", "reconnecting" or "closed", as in JS."""
         return self._link.state
+
+    @property
+    def session_id(self) -> str | None:
+        """The id of the client's session (None without one): it outlives dropped sockets."""
+        return self._session.id
 
     # -----------------------------------------------------------------------------------
     # Connection
@@ -67,7 +78,9 @@ class RpcClient:
         return self
 
     async def close(self) -> None:
+        """Close the connection (code 1000: the server ends the session and cancels its calls)."""
         await self._link.close()
+        await self._session.close()
 
     async def __aenter__(self) -> RpcClient:
         return await self.connect()
@@ -76,17 +89,24 @@ class RpcClient:
         await self.close()
 
     async def _greet(self) -> None:
-        assert self._on_connect is not None
-        outcome = self._on_connect(self)
-        if inspect.isawaitable(outcome):
-            await outcome
+        """A new socket: the session first (``rpc.resume`` is its first frame), then the hook."""
+        await self._session.greet(self.call, self._link.write_now)
+        if self._on_connect is not None:
+            outcome = self._on_connect(self)
+            if inspect.isawaitable(outcome):
+                await outcome
 
     def _lost(self, reason: str) -> None:
-        """The socket went: its calls fail (the ones not sent yet wait for the next socket)."""
-        self._calls.fail_sent(ConnectionLost(reason))
+        """The socket went: its calls fail, unless a session keeps them for the next socket
+        (the ones not sent yet wait for it either way)."""
+        self._session.detached()
+        keep = self._session.keeps_calls and self._link.state == "reconnecting"
+        self._calls.fail_sent(ConnectionLost(reason), bound_only=keep)
 
     def _received(self, item: dict[str, Any]) -> None:
         """One JSON-RPC object from the server: an answer, or a notification."""
+        if not self._session.fresh(item):
+            return  # seen already
         if "method" not in item:
             self._calls.answer(item)
             return
@@ -139,7 +159,11 @@ class RpcClient:
 
         A server whose connection is gone cancels that connection's calls itself; waiting
         for a new one here would hang the caller's timeout for as long as the server is down.
+        A socket being reconnected is skipped: its first frame must be ``rpc.resume``, which
+        tells the calls still running, and the client cancels those it no longer awaits then.
         """
+        if self._link.state != "open" and not self._link.in_greeting():
+            return
         await self._link.write_now(encode(request("rpc.cancel", {"id": rpc_id}, None)))
 
     async def notify(self, method: str, params: Any = None) -> None:
@@ -164,7 +188,9 @@ class RpcClient:
     ) -> tuple[str | int, Call]:
         rpc_id = self._calls.choose_id(rpc_id)
         self._link.check_usable()
-        return rpc_id, self._calls.add(rpc_id, on_progress)
+        call = self._calls.add(rpc_id, on_progress)
+        call.bound = self._link.in_greeting()
+        return rpc_id, call
 
     # -----------------------------------------------------------------------------------
     # Notifications from the server

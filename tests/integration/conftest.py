@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
@@ -97,8 +98,8 @@ async def connect() -> AsyncIterator[Connect]:
     """Opens client sockets and closes whatever is left open after the test."""
     opened: list[RpcSocket] = []
 
-    async def open_socket(url: str) -> RpcSocket:
-        sock = await RpcSocket.connect(url)
+    async def open_socket(url: str, **options: Any) -> RpcSocket:
+        sock = await RpcSocket.connect(url, **options)
         opened.append(sock)
         return sock
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from redis.asyncio import Redis as AsyncRedis
 
@@ -14,7 +15,12 @@ from tests.integration.harness import Cluster
 __all__ = ["ClusterFactory", "Connect", "counter", "wait_until"]
 
 ClusterFactory = Callable[..., Cluster]
-Connect = Callable[[str], Awaitable[RpcSocket]]
+
+
+class Connect(Protocol):
+    """Opens a client socket (``options`` for ``websockets.connect``), closed after the test."""
+
+    def __call__(self, url: str, **options: Any) -> Awaitable[RpcSocket]: ...
 
 
 async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> float:

@@ -10,12 +10,32 @@
 //
 // An error answer rejects with RpcError (code, message, data). Aborting a call's `signal`, or
 // its `timeout` (milliseconds) passing, sends `rpc.cancel` and rejects at once; the server's
-// -32800 answer, which follows, is dispatched as a "cancelled" event. When the connection drops,
-// calls already sent reject with ConnectionLost and the client reconnects with backoff (unless
-// `reconnect: false`); calls made meanwhile wait for the new connection. Events: "open" (on
-// every connection, the place to re-subscribe), "close", "statechange" (see `state`), "cancelled".
+// -32800 answer, which follows, is dispatched as a "cancelled" event.
+//
+// When the connection drops, the client reconnects with backoff (unless `reconnect: false`; at
+// once after a close 4012, a front-end restarting); calls made meanwhile wait for the new
+// connection. Each connection first opens a session (docs/sessions.md; `sessions: false` to do
+// without), and a new connection resumes it, on whichever front-end it reaches: calls already
+// sent stay pending and complete, notifications pushed meanwhile arrive, each once and in order,
+// and the groups are kept. A server without sessions (the in-memory layer) answers -32601 and
+// the client goes on without them: calls already sent then reject with ConnectionLost when the
+// connection drops. `sessionId` is the session held (null: none).
+//
+// Events: "open" (on every connection, detail {resumed, session}: the place to re-subscribe,
+// unless resumed), "close" (detail {code, reason, reconnecting, session}), "statechange" (see
+// `state`), "cancelled", "resume" (detail: the server's answer, {session, window, running}) and
+// "sessionlost" (detail {reason}: the calls of the session rejected with an RpcError -32015, a
+// new session opens).
 
 export const REQUEST_CANCELLED = -32800;
+export const SESSION_NOT_FOUND = -32015;
+const METHOD_NOT_FOUND = -32601;
+// A client's close 1000 ends its session at once (and cancels its calls); any other keeps it.
+const CLOSE_NORMAL = 1000;
+// A front-end that stops closes its sockets so: reconnect (to another one) and resume.
+const CLOSE_RESTARTING = 4012;
+// Milliseconds between two rpc.ack while frames arrive.
+const ACK_INTERVAL = 1000;
 
 export class RpcError extends Error {
   constructor(code, message, data) {
@@ -59,21 +79,43 @@ function guarded(what, fn, ...args) {
 export class RpcClient extends EventTarget {
   #ws = null;
   #ready = deferred(); // resolved while a connection is open (state "open")
-  #calls = new Map(); // id -> {resolve, reject, onProgress, sent}
+  #calls = new Map(); // id -> {resolve, reject, onProgress, sent, internal}
   #handlers = new Map(); // method, or "*" for every one -> Set of handlers
-  #nextId = 1;
+  #nextId = 1; // never reset: a session's ids must not repeat across its connections
   #delay;
   #retryTimer;
   #closing = false;
+  #session = null; // {id, window} of the session held
+  #sessionless = false; // the server has no sessions: not asked again
+  #seen = 0; // the highest seq received in the session
+  #acked = 0;
+  #ackedAt = -Infinity;
+  #ackTimer;
 
   constructor(
     url,
-    { reconnect = true, backoff = [200, 10000], timeout = null, protocols = ["jsonrpc"] } = {},
+    {
+      reconnect = true,
+      backoff = [200, 10000],
+      timeout = null,
+      protocols = ["jsonrpc"],
+      sessions = true,
+    } = {},
   ) {
     super();
-    Object.assign(this, { url, reconnect, backoff, timeout, protocols });
+    Object.assign(this, { url, reconnect, backoff, timeout, protocols, sessions });
     this.#delay = backoff[0];
     this.state = "idle"; // then "connecting", "open", "reconnecting", "closed"
+  }
+
+  /** The id of the session held, or null. */
+  get sessionId() {
+    return this.#session?.id ?? null;
+  }
+
+  /** How long (seconds) the server keeps the session after its connection drops, or null. */
+  get sessionWindow() {
+    return this.#session?.window ?? null;
   }
 
   /** Open the connection. Rejects if this first attempt fails: there is no retry until one
@@ -87,41 +129,47 @@ export class RpcClient extends EventTarget {
     return first.promise;
   }
 
+  /** Close with 1000: the server ends the session at once, and cancels its calls. */
   close() {
     this.#closing = true;
     clearTimeout(this.#retryTimer);
     const wasOpen = this.state === "open";
-    this.#ws?.close(1000);
+    this.#ws?.close(CLOSE_NORMAL);
     this.#ws = null;
     this.#stop(new ConnectionLost("the client was closed"));
-    if (wasOpen) this.#emit("close", { code: 1000, reason: "", reconnecting: false });
+    if (wasOpen) {
+      this.#emit("close", { code: CLOSE_NORMAL, reason: "", reconnecting: false, session: null });
+    }
   }
 
   #open(first = null) {
     const ws = new WebSocket(this.url, this.protocols);
-    let opened = false;
+    let opened = false; // and the session opened or resumed: calls may go
     this.#ws = ws;
     this.#setState(first ? "connecting" : "reconnecting");
     ws.onopen = () => {
-      opened = true;
-      this.#delay = this.backoff[0];
-      this.#setState("open");
-      this.#ready.resolve();
-      first?.resolve(this);
-      this.#emit("open");
+      const ready = (resumed) => {
+        if (this.#ws !== ws || ws.readyState !== WebSocket.OPEN) return;
+        opened = true;
+        this.#delay = this.backoff[0];
+        this.#setState("open");
+        this.#ready.resolve();
+        first?.resolve(this);
+        this.#emit("open", { resumed, session: this.sessionId });
+        if (this.#seen > this.#acked) this.#scheduleAck(); // frames the resume delivered
+      };
+      // A rejection means the socket went meanwhile: its onclose deals with that.
+      this.#handshake(ws).then(ready, () => {});
     };
-    ws.onmessage = (event) => this.#receive(event.data);
+    ws.onmessage = (event) => this.#ws === ws && this.#receive(event.data);
     ws.onclose = (event) => {
       if (this.#ws !== ws) return; // close() dealt with it
       const retry = this.reconnect && !this.#closing && (opened || !first);
-      this.#failSent(new ConnectionLost());
+      this.#dropped(retry);
       if (retry) {
         if (opened) this.#ready = deferred();
         this.#setState("reconnecting");
-        // Jitter, so that a restarted front-end is not met by every page at the same instant.
-        const wait = this.#delay * (0.5 + Math.random());
-        this.#delay = Math.min(this.#delay * 2, this.backoff[1]);
-        this.#retryTimer = setTimeout(() => this.#open(), wait);
+        this.#retryTimer = setTimeout(() => this.#open(), this.#wait(event.code));
       } else {
         this.#ws = null;
         const error = new ConnectionLost(opened ? undefined : `could not connect to ${this.url}`);
@@ -129,9 +177,133 @@ export class RpcClient extends EventTarget {
         if (!opened) first?.reject(error);
       }
       const { code, reason } = event;
-      if (opened) this.#emit("close", { code, reason, reconnecting: retry });
+      const session = this.sessionId;
+      if (opened) this.#emit("close", { code, reason, reconnecting: retry, session });
     };
   }
+
+  #wait(code) {
+    // A front-end that stops hands its sessions over: another one can take them now.
+    if (code === CLOSE_RESTARTING) return 0;
+    // Jitter, so that a restarted front-end is not met by every page at the same instant.
+    const wait = this.#delay * (0.5 + Math.random());
+    this.#delay = Math.min(this.#delay * 2, this.backoff[1]);
+    return wait;
+  }
+
+  // The socket went. Calls not yet sent stay queued for the next connection: they cannot have
+  // run. Calls sent stay pending if the session is to be resumed (their answers come then);
+  // else they fail: they may or may not have run.
+  #dropped(retry) {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    const keep = retry && this.#session !== null;
+    const error = new ConnectionLost();
+    for (const call of [...this.#calls.values()]) {
+      if (call.internal || (call.sent && !keep)) call.reject(error);
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Sessions: what a connection does before any call, resume the session held or open one
+
+  /** Resolves with true if the session was resumed; rejects if the socket went meanwhile. */
+  async #handshake(ws) {
+    if (!this.sessions || this.#sessionless) return false;
+    if (this.#session !== null && (await this.#resume(ws))) return true;
+    await this.#startSession(ws);
+    return false;
+  }
+
+  async #startSession(ws) {
+    this.#seen = this.#acked = 0; // a session numbers its frames from 1
+    try {
+      const { session, window } = await this.#internal(ws, "rpc.session");
+      this.#session = { id: session, window };
+    } catch (error) {
+      if (!(error instanceof RpcError)) throw error;
+      // The in-memory layer has none: the client works as it did before sessions.
+      if (error.code === METHOD_NOT_FOUND) this.#sessionless = true;
+      else console.warn("channels_rpc: going on without a session", error);
+    }
+  }
+
+  async #resume(ws) {
+    let result;
+    try {
+      const params = { session: this.#session.id, seq: this.#seen };
+      result = await this.#internal(ws, "rpc.resume", params);
+    } catch (error) {
+      if (!(error instanceof RpcError)) throw error;
+      this.#lose(error);
+      return false;
+    }
+    // A call sent and not running was answered among the frames kept for us, which follow,
+    // or never reached the server (the socket went first). The server reads the next call of
+    // this socket once it has written them all: what its answer finds unanswered is lost.
+    const running = new Set(result.running);
+    const unaccounted = [...this.#calls]
+      .filter(([id, call]) => call.sent && !call.internal && !running.has(id))
+      .map(([, call]) => call);
+    await this.#internal(ws, "rpc.session"); // answers the session held, at once
+    const error = new ConnectionLost("the call was lost with the connection");
+    for (const call of unaccounted) call.reject(error);
+    this.#emit("resume", result);
+    return true;
+  }
+
+  // The server does not know the session (its window ended, its buffer overflowed, a
+  // restart of Redis, ...): its calls are lost with it.
+  #lose(error) {
+    const reason = error.data?.reason ?? error.message;
+    const lost =
+      error.code === SESSION_NOT_FOUND
+        ? new RpcError(SESSION_NOT_FOUND, `the session was lost (${reason})`, { reason })
+        : new ConnectionLost(`the session could not be resumed: ${error.message}`);
+    this.#session = null;
+    for (const call of [...this.#calls.values()]) {
+      if (call.sent && !call.internal) call.reject(lost);
+    }
+    this.#emit("sessionlost", { reason });
+  }
+
+  // A call of the client's own, written on `ws` at once: the user's wait for state "open".
+  #internal(ws, method, params) {
+    const id = this.#nextId++;
+    const { promise, resolve, reject } = deferred();
+    const settle = (fn) => (value) => this.#calls.delete(id) && fn(value);
+    const call = { resolve: settle(resolve), reject: settle(reject), sent: true, internal: true };
+    this.#calls.set(id, call);
+    ws.send(JSON.stringify(request(method, params, id)));
+    return promise;
+  }
+
+  // False for a frame received already: a resume may bring again what was on its way.
+  #fresh(item) {
+    const seq = item?.seq;
+    if (typeof seq !== "number") return true; // no session, or the resume's own answer
+    if (seq <= this.#seen) return false;
+    this.#seen = seq;
+    this.#scheduleAck();
+    return true;
+  }
+
+  // Tell the server what arrived, so that it forgets it: at most once per ACK_INTERVAL.
+  #scheduleAck() {
+    if (this.#ackTimer !== undefined) return;
+    const wait = Math.max(0, this.#ackedAt + ACK_INTERVAL - performance.now());
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = undefined;
+      // Never before the resume, which must be the first call of a connection ("open" calls
+      // this again).
+      if (this.state !== "open" || this.#seen <= this.#acked) return;
+      this.#ackedAt = performance.now();
+      this.#acked = this.#seen;
+      this.#ws.send(JSON.stringify(request("rpc.ack", { seq: this.#seen })));
+    }, wait);
+  }
+
+  // ------------------------------------------------------------------------------------------
 
   #emit(type, detail) {
     this.dispatchEvent(new CustomEvent(type, { detail }));
@@ -143,17 +315,15 @@ export class RpcClient extends EventTarget {
   }
 
   #stop(error) {
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
+    this.#session = null;
     const ready = this.#ready;
     this.#ready = deferred();
     this.#ready.reject(error);
     ready.reject(error);
     for (const call of [...this.#calls.values()]) call.reject(error);
     this.#setState("closed");
-  }
-
-  #failSent(error) {
-    // Calls not yet sent stay queued for the next connection: they cannot have run.
-    for (const call of [...this.#calls.values()]) if (call.sent) call.reject(error);
   }
 
   #receive(data) {
@@ -165,6 +335,7 @@ export class RpcClient extends EventTarget {
       return;
     }
     for (const item of Array.isArray(message) ? message : [message]) {
+      if (!this.#fresh(item)) continue;
       if (typeof item?.method === "string") this.#notified(item);
       else this.#answered(item);
     }

@@ -1,0 +1,148 @@
+"""The client's side of sessions (docs/sessions.md): open one on the first socket, keep the
+highest ``seq`` seen and acknowledge it now and then, and resume it first thing on every new
+socket, so that the calls pending when a connection dropped are answered after the reconnection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from channels_rpc.client.calls import CallTable
+from channels_rpc.client.errors import ConnectionLost, SessionLost
+from channels_rpc.client.frames import encode, request
+from channels_rpc.client.notifications import Handler, run_handler
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
+
+logger = logging.getLogger("channels_rpc.client")
+
+#: Seconds between two acknowledgements, at most (the server forgets the frames acknowledged).
+ACK_INTERVAL = 1.0
+UNHEARD = "the connection dropped as the call was sent: the server never received it"
+
+Call = Callable[[str, Any], Awaitable[Any]]  # a call on the socket being greeted
+Write = Callable[[str], Awaitable[None]]  # a frame on the current socket, errors dropped
+
+
+class Session:
+    """The session of one client, across its sockets; ``id`` None while it has none."""
+
+    def __init__(
+        self,
+        calls: CallTable,
+        *,
+        enabled: bool,
+        on_resume: Handler | None = None,
+        on_lost: Handler | None = None,
+        ack_interval: float = ACK_INTERVAL,
+    ) -> None:
+        self.enabled = enabled  # off too once the server says it has no sessions
+        self.id: str | None = None
+        self.window: float | None = None
+        self.highest = 0  # the highest seq seen: what the client acknowledges and resumes from
+        self.ack_interval = ack_interval
+        self._calls = calls
+        self._on_resume = on_resume
+        self._on_lost = on_lost
+        self._arrived = asyncio.Event()  # a frame with a new seq came
+        self._acks: asyncio.Task[None] | None = None
+
+    def fresh(self, item: dict[str, Any]) -> bool:
+        """Note ``item``'s seq; false for a frame seen already (a resume delivers each once,
+        this is the defence against a server that would not)."""
+        seq = item.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool):
+            return True  # no session, or the resume's answer
+        if seq <= self.highest:
+            return False
+        self.highest = seq
+        self._arrived.set()
+        return True
+
+    @property
+    def keeps_calls(self) -> bool:
+        """Whether the calls sent on a socket outlive its drop (to be resumed on the next)."""
+        return self.id is not None
+
+    async def greet(self, call: Call, write: Write) -> None:
+        """First thing on a new socket: resume the session held, else open one."""
+        if not self.enabled:
+            return
+        acked = self.highest
+        if self.id is None or not await self._resume(call, write):
+            acked = 0
+            if self.enabled:
+                await self._open(call)
+        if self.id is not None:
+            self._acks = asyncio.create_task(self._acknowledge(write, acked), name="rpc-acks")
+
+    def detached(self) -> None:
+        """The socket went: no acknowledgement until the session is resumed on the next."""
+        if self._acks is not None:
+            self._acks.cancel()
+
+    async def close(self) -> None:
+        self.detached()
+        if self._acks is not None:
+            await asyncio.gather(self._acks, return_exceptions=True)
+            self._acks = None
+
+    async def _open(self, call: Call) -> None:
+        self.id, self.highest = None, 0  # a new session numbers from 1
+        try:
+            result = await call("rpc.session", None)
+        except JsonRpcError as exc:
+            if exc.code == JsonRpcErrorCode.METHOD_NOT_FOUND:
+                self.enabled = False  # a server without sessions (the in-memory layer)
+            else:  # tried again on the next connection
+                logger.warning("could not open a session, going on without one: %s", exc)
+            return
+        if isinstance(result, dict) and isinstance(result.get("session"), str):
+            self.id, self.window = result["session"], result.get("window")
+        else:
+            logger.warning("ignoring a session answer without a session id: %.200r", result)
+
+    async def _resume(self, call: Call, write: Write) -> bool:
+        """Resume the session; false if it is lost (its pending calls then fail)."""
+        try:
+            result = await call("rpc.resume", {"session": self.id, "seq": self.highest})
+        except JsonRpcError as exc:
+            if exc.code == JsonRpcErrorCode.METHOD_NOT_FOUND:
+                self.enabled = False
+            reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+            self._lost(str(reason or exc))
+            return False
+        result = result if isinstance(result, dict) else {}
+        running = result.get("running")
+        running = running if isinstance(running, list) else []
+        self.window = result.get("window", self.window)
+        for rpc_id in running:  # given up while disconnected (a timeout, a cancelled task)
+            if not self._calls.knows(rpc_id):
+                await write(encode(request("rpc.cancel", {"id": rpc_id}, None)))
+        if self._calls.unheard(running):
+            # The answers kept for the others come before this call's (each frame is handled
+            # in turn): after it, a call the server neither runs nor answered never reached it.
+            await call("rpc.session", None)
+            self._calls.fail_keys(self._calls.unheard(running), ConnectionLost(UNHEARD))
+        if self._on_resume is not None:
+            run_handler(self._on_resume, result)
+        return True
+
+    def _lost(self, reason: str) -> None:
+        logger.warning("session %s lost: %s", self.id, reason)
+        self.id = None
+        self._calls.fail_sent(SessionLost(reason))
+        if self._on_lost is not None:
+            run_handler(self._on_lost, reason)
+
+    async def _acknowledge(self, write: Write, acked: int) -> None:
+        """Acknowledge the highest seq at most once an ``ack_interval``, while frames come."""
+        while True:
+            await self._arrived.wait()
+            self._arrived.clear()
+            if self.highest > acked:
+                acked = self.highest
+                await write(encode(request("rpc.ack", {"seq": acked}, None)))
+                await asyncio.sleep(self.ack_interval)
