@@ -53,9 +53,10 @@ from channels_rpc.protocol import utf8_size
 from channels_rpc.push import push_frame
 from channels_rpc.registration import RpcRegistration, queues_of
 from channels_rpc.requests import CLOSE_AUTH_EXPIRED, RequestHandling
+from channels_rpc.resumable import SessionHandling
 from channels_rpc.scope import expires_at, portable_scope, validate_scope
 from channels_rpc.sending import Calls, CallSender
-from channels_rpc.session import SessionLink, drain, principal_of, release
+from channels_rpc.session import SessionLink, drain, principal_of
 
 __all__ = ["AsyncJsonRpcWebsocketConsumer"]
 
@@ -81,6 +82,7 @@ logger = protect(logging.getLogger("channels_rpc"))
 class AsyncJsonRpcWebsocketConsumer(
     RpcRegistration,
     RequestHandling,
+    SessionHandling,
     DirectDispatch,
     AsyncJsonWebsocketConsumer,  # type: ignore[misc]
 ):
@@ -232,38 +234,6 @@ class AsyncJsonRpcWebsocketConsumer(
             raise StopConsumer()
         await super().websocket_disconnect(message)
 
-    async def _detach(self, code: Any) -> bool:
-        """Keep the session past its socket, unless it ends with it; True if kept.
-
-        A close 1000 from the client, or one the server made for cause, ends it; its calls on
-        earlier channels are then cancelled here (this channel's by ``Calls.close``).
-        """
-        session = self._session
-        if session is None or not session.active:
-            return False
-        if code == 1000 or self._ending:
-            await release(self.channel_layer, await session.end())
-            return False
-        calls = [pending for pending in self._pending if not pending.is_notification]
-        try:
-            kept = await session.detach(calls, get_config().reply_grace)
-        except Exception as exc:
-            logger.warning("could not keep the session of %s: %r", self.channel_name, exc)
-            kept = "unknown"
-        if kept == "unknown":
-            return False  # closed as a connection without a session is
-        self._pending.drain()  # they run on, for the session
-        self._detached = True
-        return True
-
-    async def restart(self) -> None:
-        """SIGTERM: keep the session, then close with 4012, so that a client that reconnects
-        at once, elsewhere, finds its session detached with everything in it."""
-        if self._closing:
-            return
-        await self._detach(draining.CLOSE_RESTARTING)
-        await self.close(code=draining.CLOSE_RESTARTING, reason=draining.REASON)
-
     # ----------------------------------------------------------------------------------------
     # Closing for cause
 
@@ -312,39 +282,6 @@ class AsyncJsonRpcWebsocketConsumer(
             self._memberships.joined_by_worker(message["join"])
         if message.get("leave"):
             self._memberships.left_by_worker(message["leave"])
-
-    async def rpc_frame(self, message: dict[str, Any]) -> None:
-        """A frame written before a resumed session's socket went, not acknowledged since."""
-        if self._session is not None and self._session.outbox is not None:
-            self._session.outbox.add(message["seq"], message["body"])
-        await self._write(message["body"], numbered=False)
-
-    async def _resumed(self, answer: str) -> None:
-        """A resume was answered: take the session's calls and groups, deliver what it kept."""
-        assert self._session is not None
-        self._calls.adopted(self._session.adopted)
-        for group in self._session.groups:
-            self._memberships.joined_by_worker(group)
-        for message in self._session.kept():
-            await self.dispatch(message)
-        # Last: a client knows then that a call it waits on, neither answered by now nor
-        # running, was lost.
-        await self._write(answer, numbered=False)
-
-    # Channels sets `channel_receive` in __call__ and loses a message it took but had not yet
-    # dispatched when the socket went; a session keeps it (see _detach).
-
-    @property
-    def channel_receive(self) -> Callable[[], Awaitable[dict[str, Any]]]:
-        return self._receive_noted
-
-    @channel_receive.setter
-    def channel_receive(self, receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        self._channel_receive = receive
-
-    async def _receive_noted(self) -> dict[str, Any]:
-        self._undispatched = message = await self._channel_receive()
-        return message
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message is self._undispatched:

@@ -25,7 +25,15 @@ from typing import Any, Final
 from channels_rpc.exceptions import RPC_ERRORS, JsonRpcErrorCode
 from channels_rpc.registry import MethodSpec
 
-__all__ = ["OPENRPC_VERSION", "PROGRESS", "describe_api", "document", "for_consumer", "schema_for"]
+__all__ = [
+    "OPENRPC_VERSION",
+    "PROGRESS",
+    "add_sessions",
+    "describe_api",
+    "document",
+    "for_consumer",
+    "schema_for",
+]
 
 OPENRPC_VERSION: Final = "1.3.2"
 #: The notification ``ctx.progress()`` sends, listed in every consumer's document.
@@ -167,6 +175,62 @@ def for_consumer(
     return document(
         specs, info=info, server_notifications=notifications, default_queue=default_queue
     )
+
+
+_SESSION_FIELDS: Final[dict[str, Any]] = {
+    "session": {"type": "string"},
+    "window": {"type": "number"},
+}
+_SESSION: Final[dict[str, Any]] = {
+    "type": "object",
+    "properties": _SESSION_FIELDS,
+    "required": ["session", "window"],
+}
+_ID_LIST: Final = {"type": "array", "items": {"type": ["string", "number"]}}
+#: The sessions' methods (docs/sessions.md), published where the layer has sessions.
+SESSION_METHODS: Final = (
+    {
+        "name": "rpc.session",
+        "summary": "Open a session: this connection's calls and pushes outlive its socket.",
+        "description": "From then on every frame carries 'seq'; acknowledge with rpc.ack.",
+        "params": [],
+        "result": {"name": "session", "schema": _SESSION},
+    },
+    {
+        "name": "rpc.resume",
+        "summary": "Take a session up on this new socket; the first call of the connection.",
+        "description": "The frames not yet seen come first, then this answer, then live traffic.",
+        "params": [
+            {"name": "session", "required": True, "schema": {"type": "string"}},
+            {"name": "seq", "required": True, "schema": {"type": "integer", "minimum": 0}},
+        ],
+        "paramStructure": "by-name",
+        "result": {
+            "name": "resumed",
+            "schema": {
+                **_SESSION,
+                "properties": {**_SESSION_FIELDS, "running": _ID_LIST},
+                "required": ["session", "window", "running"],
+            },
+        },
+        "errors": [{"$ref": "#/components/errors/SESSION_NOT_FOUND"}],
+    },
+    {
+        "name": "rpc.ack",
+        "summary": "Acknowledge every frame up to 'seq' (a notification).",
+        "params": [{"name": "seq", "required": True, "schema": {"type": "integer"}}],
+        "paramStructure": "by-name",
+        "x-notification": True,
+    },
+)
+
+
+def add_sessions(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the sessions' methods and their error (docs/sessions.md)."""
+    doc["methods"] = [*doc["methods"], *SESSION_METHODS]
+    code = JsonRpcErrorCode.SESSION_NOT_FOUND
+    doc["components"]["errors"][_error_key(code)] = _error(code)
+    return doc
 
 
 def describe_api(consumer_name: str, specs: Iterable[MethodSpec]) -> dict[str, Any]:

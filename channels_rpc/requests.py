@@ -22,6 +22,7 @@ from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.logsafe import protect
 from channels_rpc.middleware import apply_request
+from channels_rpc.openrpc import add_sessions
 from channels_rpc.pending import Batch, DuplicateId, TooManyInFlight, answer_now
 from channels_rpc.protocol import (
     Rejection,
@@ -193,7 +194,8 @@ class RequestHandling:
     async def _discover(self) -> dict[str, Any]:
         """What ``rpc.discover`` answers: only the methods this connection may call."""
         specs = [s for s in specs_of(type(self)) if s.websocket and await self._permitted(s)]
-        return self.openrpc_document(specs)
+        document = self.openrpc_document(specs)
+        return document if self._session is None else add_sessions(document)
 
     def _local_error(self, rpc_id: Any, error: dict[str, Any], batch: Batch | None) -> str | None:
         """An error answered here, the call never pending: what to write now."""

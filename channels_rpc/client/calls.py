@@ -76,9 +76,6 @@ class CallTable:
             [k for k, c in self._pending.items() if c.sent and (c.bound or not bound_only)], error
         )
 
-    def knows(self, rpc_id: Any) -> bool:
-        return key(rpc_id) in self._pending
-
     def unheard(self, running: list[Any]) -> list[str]:
         """The calls sent on an earlier socket that a resumed session neither runs nor has
         answered so far (``running``: the ids the resume said still run)."""

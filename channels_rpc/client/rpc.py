@@ -53,7 +53,7 @@ class RpcClient:
             },
             reconnect=reconnect,
             backoff=backoff,
-            greet=self._greet if on_connect is not None or sessions else None,
+            greet=self._greet,
             on_item=self._received,
             on_lost=self._lost,
         )
@@ -159,10 +159,11 @@ class RpcClient:
 
         A server whose connection is gone cancels that connection's calls itself; waiting
         for a new one here would hang the caller's timeout for as long as the server is down.
-        A socket being reconnected is skipped: its first frame must be ``rpc.resume``, which
-        tells the calls still running, and the client cancels those it no longer awaits then.
+        With a session, not before it is resumed (its first frame must be ``rpc.resume``, which
+        tells which calls still run): the call is cancelled then if it still runs.
         """
-        if self._link.state != "open" and not self._link.in_greeting():
+        if not self._session.attached:
+            self._session.abandon(rpc_id)
             return
         await self._link.write_now(encode(request("rpc.cancel", {"id": rpc_id}, None)))
 

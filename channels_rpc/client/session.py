@@ -12,7 +12,7 @@ from typing import Any
 
 from channels_rpc.client.calls import CallTable
 from channels_rpc.client.errors import ConnectionLost, SessionLost
-from channels_rpc.client.frames import encode, request
+from channels_rpc.client.frames import encode, key, request
 from channels_rpc.client.notifications import Handler, run_handler
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 
@@ -46,6 +46,8 @@ class Session:
         self._calls = calls
         self._on_resume = on_resume
         self._on_lost = on_lost
+        self.attached = False  # this socket is greeted: it may carry any frame now
+        self._abandoned: set[str] = set()  # calls given up while detached: cancelled on resume
         self._arrived = asyncio.Event()  # a frame with a new seq came
         self._acks: asyncio.Task[None] | None = None
 
@@ -68,18 +70,24 @@ class Session:
 
     async def greet(self, call: Call, write: Write) -> None:
         """First thing on a new socket: resume the session held, else open one."""
-        if not self.enabled:
-            return
         acked = self.highest
-        if self.id is None or not await self._resume(call, write):
+        if self.enabled and (self.id is None or not await self._resume(call, write)):
             acked = 0
             if self.enabled:
                 await self._open(call)
         if self.id is not None:
             self._acks = asyncio.create_task(self._acknowledge(write, acked), name="rpc-acks")
+        self.attached = True
+        self._abandoned.clear()
+
+    def abandon(self, rpc_id: Any) -> None:
+        """A call given up while detached: cancelled after the resume if it still runs (the
+        first frame of the next socket must be the resume)."""
+        self._abandoned.add(key(rpc_id))
 
     def detached(self) -> None:
-        """The socket went: no acknowledgement until the session is resumed on the next."""
+        """The socket went: nothing goes out until the session is resumed on the next."""
+        self.attached = False
         if self._acks is not None:
             self._acks.cancel()
 
@@ -119,7 +127,7 @@ class Session:
         running = running if isinstance(running, list) else []
         self.window = result.get("window", self.window)
         for rpc_id in running:  # given up while disconnected (a timeout, a cancelled task)
-            if not self._calls.knows(rpc_id):
+            if key(rpc_id) in self._abandoned:
                 await write(encode(request("rpc.cancel", {"id": rpc_id}, None)))
         if self._calls.unheard(running):
             # The answers kept for the others come before this call's (each frame is handled

@@ -254,3 +254,17 @@ async def test_sigterm_moves_every_session_to_the_other_frontend_without_loss(
     print(f"SIGTERM to the last of 20 clients resumed: {last_resumed:.2f} s")
     for again in resumed:
         await again.close()
+
+
+async def test_rpc_discover_publishes_the_sessions_methods_in_a_valid_document(
+    cluster_factory: ClusterFactory, connect: Connect
+) -> None:
+    from tests.openrpc.validation import errors as openrpc_errors
+
+    cluster = cluster_factory(frontends=1, workers=1)
+    sock = await connect(cluster.url())
+    document = (await sock.call("rpc.discover"))["result"]
+    names = {method["name"] for method in document["methods"]}
+    assert {"rpc.session", "rpc.resume", "rpc.ack"} <= names
+    assert document["components"]["errors"]["SESSION_NOT_FOUND"]["code"] == -32015
+    assert openrpc_errors(document) == []

@@ -17,7 +17,9 @@
 // connection. Each connection first opens a session (docs/sessions.md; `sessions: false` to do
 // without), and a new connection resumes it, on whichever front-end it reaches: calls already
 // sent stay pending and complete, notifications pushed meanwhile arrive, each once and in order,
-// and the groups are kept. A server without sessions (the in-memory layer) answers -32601 and
+// and the groups are kept; a call the resumed session does not have (its socket went before the
+// server knew of it) rejects with an RpcError -32015. A server without sessions (the in-memory
+// layer) answers -32601 and
 // the client goes on without them: calls already sent then reject with ConnectionLost when the
 // connection drops. `sessionId` is the session held (null: none).
 //
@@ -59,6 +61,12 @@ function deferred() {
   const promise = new Promise((res, rej) => ((resolve = res), (reject = rej)));
   promise.catch(() => {}); // a rejection nobody waits for is not worth reporting
   return { promise, resolve, reject };
+}
+
+// The error of a call lost with its session: -32015, `data.reason` why.
+function lostError(reason, what = `the session was lost (${reason})`) {
+  const message = `${what}: the call may or may not have run`;
+  return new RpcError(SESSION_NOT_FOUND, message, { reason });
 }
 
 function request(method, params, id) {
@@ -197,7 +205,7 @@ export class RpcClient extends EventTarget {
   #dropped(retry) {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
-    const keep = retry && this.#session !== null;
+    const keep = false;
     const error = new ConnectionLost();
     for (const call of [...this.#calls.values()]) {
       if (call.internal || (call.sent && !keep)) call.reject(error);
@@ -211,7 +219,7 @@ export class RpcClient extends EventTarget {
   async #handshake(ws) {
     if (!this.sessions || this.#sessionless) return false;
     if (this.#session !== null && (await this.#resume(ws))) return true;
-    await this.#startSession(ws);
+    if (!this.#sessionless) await this.#startSession(ws);
     return false;
   }
 
@@ -235,39 +243,35 @@ export class RpcClient extends EventTarget {
       result = await this.#internal(ws, "rpc.resume", params);
     } catch (error) {
       if (!(error instanceof RpcError)) throw error;
-      this.#lose(error);
+      if (error.code === METHOD_NOT_FOUND) this.#sessionless = true;
+      this.#lose(error.data?.reason ?? error.message);
       return false;
     }
-    // A call sent and not running was answered among the frames kept for us, which follow,
-    // or never reached the server (the socket went first). The server reads the next call of
-    // this socket once it has written them all: what its answer finds unanswered is lost.
+    // The frames kept for the session came first, each handled in turn: a call still waiting
+    // now, and not running, was lost (its socket went before the server knew of it: as it was
+    // sent, or with a front-end that died).
     const running = new Set(result.running);
-    const unaccounted = [...this.#calls]
-      .filter(([id, call]) => call.sent && !call.internal && !running.has(id))
-      .map(([, call]) => call);
-    await this.#internal(ws, "rpc.session"); // answers the session held, at once
-    const error = new ConnectionLost("the call was lost with the connection");
-    for (const call of unaccounted) call.reject(error);
+    const unheard = lostError("not received", "the resumed session did not have the call");
+    for (const [id, call] of [...this.#calls]) {
+      if (call.sent && !call.internal && !running.has(id)) call.reject(unheard);
+    }
+    this.#session.window = result.window ?? this.#session.window;
     this.#emit("resume", result);
     return true;
   }
 
-  // The server does not know the session (its window ended, its buffer overflowed, a
-  // restart of Redis, ...): its calls are lost with it.
-  #lose(error) {
-    const reason = error.data?.reason ?? error.message;
-    const lost =
-      error.code === SESSION_NOT_FOUND
-        ? new RpcError(SESSION_NOT_FOUND, `the session was lost (${reason})`, { reason })
-        : new ConnectionLost(`the session could not be resumed: ${error.message}`);
+  // The server does not know the session (its window ended, its buffer overflowed, Redis lost
+  // it, ...): its calls are lost with it, and may or may not have run.
+  #lose(reason) {
     this.#session = null;
+    const error = lostError(reason);
     for (const call of [...this.#calls.values()]) {
-      if (call.sent && !call.internal) call.reject(lost);
+      if (call.sent && !call.internal) call.reject(error);
     }
     this.#emit("sessionlost", { reason });
   }
 
-  // A call of the client's own, written on `ws` at once: the user's wait for state "open".
+  // A call of the client's own, written on `ws` at once (the user's wait for state "open").
   #internal(ws, method, params) {
     const id = this.#nextId++;
     const { promise, resolve, reject } = deferred();
@@ -278,12 +282,13 @@ export class RpcClient extends EventTarget {
     return promise;
   }
 
-  // False for a frame received already: a resume may bring again what was on its way.
-  #fresh(item) {
+  // False for a frame received already: a resume may bring again what was on its way. The
+  // elements of a batch's array each carry a seq, the same one: `before` is the frame's start.
+  #fresh(item, before) {
     const seq = item?.seq;
     if (typeof seq !== "number") return true; // no session, or the resume's own answer
-    if (seq <= this.#seen) return false;
-    this.#seen = seq;
+    if (seq <= before) return false;
+    this.#seen = Math.max(this.#seen, seq);
     this.#scheduleAck();
     return true;
   }
@@ -334,8 +339,9 @@ export class RpcClient extends EventTarget {
       console.error("channels_rpc: ignoring a frame that is not JSON", data);
       return;
     }
+    const before = this.#seen;
     for (const item of Array.isArray(message) ? message : [message]) {
-      if (!this.#fresh(item)) continue;
+      if (!this.#fresh(item, before)) continue;
       if (typeof item?.method === "string") this.#notified(item);
       else this.#answered(item);
     }
