@@ -24,6 +24,30 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
+async def _open_session(ws: Any) -> None:
+    """Ask for a session (docs/sessions.md), as the clients of this package do by default."""
+    await ws.send('{"jsonrpc":"2.0","method":"rpc.session","id":"session"}')
+    answer = json.loads(await ws.recv())
+    if "result" not in answer:
+        raise SystemExit(f"no session: {answer}")
+
+
+class _Acks:
+    """Acknowledges the highest ``seq`` seen, at most once a second (as the clients do)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.seen = 0
+        self.sent_at = time.perf_counter()
+
+    async def saw(self, answer: dict[str, Any], now: float) -> None:
+        self.seen = max(self.seen, answer.get("seq", 0))
+        if now - self.sent_at >= 1.0:
+            self.sent_at = now
+            ack = {"jsonrpc": "2.0", "method": "rpc.ack", "params": {"seq": self.seen}}
+            await self.ws.send(json.dumps(ack))
+
+
 async def _connection(
     url: str,
     calls: int,
@@ -31,18 +55,24 @@ async def _connection(
     payload: str,
     latencies: list[float],
     tally: dict[str, int],
+    session: bool = False,
 ) -> None:
     async with websockets.connect(url, max_size=None, compression=None) as ws:
         window = asyncio.Semaphore(in_flight)
         sent: dict[int, float] = {}
         done = asyncio.Event()
         expected = calls
+        if session:
+            await _open_session(ws)
+        acks = _Acks(ws) if session else None
 
         async def reader() -> None:
             nonlocal expected
             async for frame in ws:
                 now = time.perf_counter()
                 answer = json.loads(frame)
+                if acks is not None:
+                    await acks.saw(answer, now)
                 started = sent.pop(answer.get("id"), None)
                 if started is None:
                     tally["foreign"] += 1
@@ -66,7 +96,12 @@ async def _connection(
 
 
 async def run(
-    url: str, connections: int, in_flight: int, calls: int, request: dict[str, Any]
+    url: str,
+    connections: int,
+    in_flight: int,
+    calls: int,
+    request: dict[str, Any],
+    session: bool = False,
 ) -> dict[str, Any]:
     payload = json.dumps({**request, "jsonrpc": "2.0", "id": 0}, separators=(",", ":"))
     latencies: list[float] = []
@@ -75,7 +110,10 @@ async def run(
     cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(
-        *(_connection(url, per, in_flight, payload, latencies, tally) for _ in range(connections))
+        *(
+            _connection(url, per, in_flight, payload, latencies, tally, session)
+            for _ in range(connections)
+        )
     )
     elapsed = time.perf_counter() - started
     return {
@@ -111,6 +149,7 @@ def main() -> None:
     # "-" reads the request from stdin: a 256 KiB payload does not fit in an argument list.
     parser.add_argument("--request", default='{"method": "ping"}', help='JSON, or "-" for stdin')
     parser.add_argument("--idle", type=int, default=0, help="Only hold this many idle sockets.")
+    parser.add_argument("--session", action="store_true", help="Each connection opens a session.")
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -118,7 +157,8 @@ def main() -> None:
         asyncio.run(hold_idle(args.url, args.idle))
         return
     request = json.loads(sys.stdin.read() if args.request == "-" else args.request)
-    result = asyncio.run(run(args.url, args.connections, args.in_flight, args.calls, request))
+    load = (args.url, args.connections, args.in_flight, args.calls, request, args.session)
+    result = asyncio.run(run(*load))
     result["pid"] = os.getpid()
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")

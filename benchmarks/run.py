@@ -97,8 +97,8 @@ def start(workers: int, queues: Sequence[Sequence[str]] = (), *, baseline: bool 
         ours = cluster.start_frontend()
         for index in range(workers):
             cluster.start_worker(queues[index] if queues else ())
-        targets.servers["rpc"] = targets.servers["raw"] = ours
-        targets.urls["rpc"] = cluster.url("/rpc/")
+        targets.servers["rpc"] = targets.servers["raw"] = targets.servers[SESSIONS] = ours
+        targets.urls["rpc"] = targets.urls[SESSIONS] = cluster.url("/rpc/")
         targets.urls["raw"] = cluster.url("/raw/")
         if baseline:
             targets.servers["v1"], port = start_upstream(log_dir)
@@ -124,11 +124,11 @@ def start_upstream(log_dir: Path) -> tuple[Process, int]:
     return proc, port
 
 
-def loadgen(url: str, load: Load) -> dict[str, Any]:
+def loadgen(url: str, load: Load, session: bool = False) -> dict[str, Any]:
     argv = [
         sys.executable, "-m", "benchmarks.loadgen", url,
         "--connections", str(load.connections), "--in-flight", str(load.in_flight),
-        "--calls", str(load.calls), "--request", "-",
+        "--calls", str(load.calls), "--request", "-", *(["--session"] if session else []),
     ]  # fmt: skip
     out = subprocess.run(
         argv, input=json.dumps(load.request), cwd=REPO, capture_output=True, text=True,
@@ -140,11 +140,12 @@ def loadgen(url: str, load: Load) -> dict[str, Any]:
 def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
     """One load against one target, with the CPU its server (and workers) spent per call."""
     server = targets.servers[target]
-    workers = targets.workers if target == "rpc" else []
+    ours = target in ("rpc", SESSIONS)
+    workers = targets.workers if ours else []
     redis_proc = targets.cluster.redis.proc
-    redis = [redis_proc] if target == "rpc" and redis_proc is not None else []
+    redis = [redis_proc] if ours and redis_proc is not None else []
     before = [p.cpu_seconds() for p in (server, *workers, *redis)]
-    result = loadgen(targets.urls[target], load)
+    result = loadgen(targets.urls[target], load, session=target == SESSIONS)
     after = [p.cpu_seconds() for p in (server, *workers, *redis)]
     spent = [b - a for a, b in zip(before, after, strict=True)]
     calls = max(result["ok"] + result["errors"], 1)
@@ -183,6 +184,8 @@ def idle_memory(targets: Targets, target: str, sockets: int) -> float:
 
 
 RATE = "calls_per_s"
+#: This package with every connection in a session (docs/sessions.md): seq on every frame.
+SESSIONS = "sessions"
 
 
 @dataclass
@@ -198,7 +201,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     def load(connections: int, in_flight: int, full: int, fast: int, **request: Any) -> Load:
         return Load(connections, in_flight, fast if quick else full, request)
 
-    everyone, libraries = ("rpc", "v1", "raw"), ("rpc", "v1")
+    everyone, libraries = ("rpc", SESSIONS, "v1", "raw"), ("rpc", "v1")
     sleep, kib = {"method": "sleep", "params": [10]}, "x" * 1024
     return [
         Scenario("a", "ping, 1 connection", everyone,
@@ -220,10 +223,12 @@ def median(values: list[float]) -> float:
 
 
 def run_scenarios(
-    targets: Targets, repeats: int, quick: bool
+    targets: Targets, repeats: int, quick: bool, only: Sequence[str] = ()
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for scenario in scenarios(quick):
+        if only and scenario.key not in only:
+            continue
         per_target = results.setdefault(scenario.key, {t: [] for t in scenario.targets})
         for repeat in range(repeats):
             for target in scenario.targets:
@@ -311,6 +316,11 @@ def table(results: dict[str, Any], repeats: int) -> str:
         _row("(b) ping calls/s, 50 x 10", rate(thr[0]), rate(thr[1]), rate(thr[2]),
              f"{thr[0] / thr[1]:.2f}x", ">= 1.0x (floor 0.5x)"),
     ]  # fmt: skip
+    on = (m("a", SESSIONS, "p50_ms"), m("b", SESSIONS))
+    rows.append(_row("(a) ... sessions on", ms(on[0]), "-", "-",
+                     f"{on[0] / lat[0]:.2f}x of off", "<= 1.1x"))  # fmt: skip
+    rows.append(_row("(b) ... sessions on", rate(on[1]), "-", "-",
+                     f"{on[1] / thr[0]:.2f}x of off", ">= 0.9x"))  # fmt: skip
     for key, label in (("c1", "(c) sleep(10 ms) calls/s, 1 x 10"), ("c2", "(c) ... 20 x 10")):
         ours, v1 = m(key, "rpc"), m(key, "v1")
         rows.append(_row(label, rate(ours), rate(v1), "-", f"{ours / v1:.1f}x", ">= 8x"))
@@ -361,6 +371,22 @@ def table(results: dict[str, Any], repeats: int) -> str:
     return "\n".join(rows) + f"\n\nmedians of {repeats} runs; {results['machine']}"
 
 
+def only(keys: Sequence[str], repeats: int, quick: bool) -> None:
+    """Some scenarios alone: each target's median, and its ratio to this package's."""
+    targets = start(1)
+    try:
+        runs = run_scenarios(targets, repeats, quick, keys)
+    finally:
+        targets.stop()
+    metric = {scenario.key: scenario.metric for scenario in scenarios(quick)}
+    print("\n| scenario | target | median | of this package's |\n|---|---|---|---|")
+    for key, per_target in runs.items():
+        ours = median([r[metric[key]] for r in per_target["rpc"]])
+        for target, results in per_target.items():
+            value = median([r[metric[key]] for r in results])
+            print(f"| ({key}) {metric[key]} | {target} | {value:,.3f} | {value / ours:.3f}x |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -368,6 +394,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer calls, one run")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results.json")
+    parser.add_argument("--only", default="", help="scenarios to run, e.g. a,b (a short table)")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     python = f"{platform.python_implementation()} {platform.python_version()}"
@@ -375,6 +402,9 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {python}, {time.strftime('%Y-%m-%d')}"
     }
 
+    if args.only:
+        only(args.only.split(","), repeats, args.quick)
+        return
     targets = start(1)
     try:
         print("scenarios (a), (b), (c), (f), (g): 1 front-end, 1 worker", flush=True)
