@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
-from tests.browser.conftest import PLAYWRIGHT_MISSING, Pages, unavailable
+from channels_rpc._redis.scripts import sessions_prefix
+from tests.browser.conftest import PLAYWRIGHT_MISSING, Pages, Relay, unavailable
 from workers.cluster import REPO, LocalCluster
 
 try:
@@ -94,7 +98,10 @@ def test_call_notifications_and_a_cancelled_long_call(
 CLIENT_API = """async () => {
   const { RpcClient, RpcError } = await import("/static/channels_rpc/client.js");
   const rpc = await new RpcClient(`ws://${location.host}/ws/rpc/`).connect();
-  const out = { opened: rpc.state };
+  const out = { opened: rpc.state, session: [rpc.sessionId.slice(0, 3), rpc.sessionWindow] };
+  const plain = await new RpcClient(`ws://${location.host}/ws/rpc/`, { sessions: false }).connect();
+  out.plain = [plain.sessionId, await plain.call("add", [2, 2])];
+  plain.close();
   const answers = await rpc.batch([["add", [1, 2]], ["nope"], ["divide", { a: 1, b: 0 }]]);
   out.batch = answers.map((a) => (a instanceof RpcError ? [a.name, a.code] : a));
 
@@ -140,6 +147,8 @@ def test_the_client_api(pages: Pages) -> None:
     page = pages.open(0)
     assert page.evaluate(CLIENT_API) == {
         "opened": "open",
+        "session": ["s1.", 30],
+        "plain": [None, 4],
         "batch": [3, ["RpcError", -32601], ["RpcError", -32602]],
         "logged": "hi",
         "iterated": ["logged", "again"],
@@ -155,12 +164,14 @@ def test_the_client_api(pages: Pages) -> None:
     }
 
 
-def test_the_page_reconnects_and_subscribes_again(pages: Pages, cluster: LocalCluster) -> None:
-    # A front-end of this test's own, restarted on the same port, as a deployment would.
-    frontend = len(cluster.ports)
-    process = cluster.start_frontend()
-    port = cluster.ports[frontend]
-    page = pages.open(frontend)
+def test_without_sessions_the_page_reconnects_and_subscribes_again(
+    pages: Pages, embedded: LocalCluster
+) -> None:
+    # `make demo`: the in-memory layer has no sessions, and the page works as it did before.
+    process = embedded.start_frontend()
+    port = embedded.ports[-1]
+    page = pages.open(on=embedded)
+    expect(page.locator("#session")).to_contain_text("no session")
     page.fill("#method", "sleep")
     page.fill("#params", "[30]")
     page.click("#call")
@@ -171,9 +182,161 @@ def test_the_page_reconnects_and_subscribes_again(pages: Pages, cluster: LocalCl
     expect(page.locator("#result")).to_contain_text("ConnectionLost")
     expect(page.locator("#subscription")).not_to_have_attribute("data-subscribed", "demo")
 
-    cluster.start_frontend(port=port)
+    # Restarted on the same port, as a deployment would.
+    embedded.start_frontend(port=port)
     expect(page.locator("#state")).to_have_text("open", timeout=30_000)
     expect(page.locator("#subscription")).to_have_attribute("data-subscribed", "demo")
-    params = {"topic": "demo", "message": "after the restart"}
-    cluster.manage("rpcnotify", "topic.demo", "topic.message", json.dumps(params))
+    page.fill("#publish-text", "after the restart")
+    page.click("#publish")
     expect(notification(page, "after the restart")).to_have_count(1)
+    expect(page.locator("#session")).to_contain_text("no session")
+
+
+# What the tests of sessions watch, from before the drop: every progress step the page's client
+# handed on, and its session events.
+RECORD = """() => {
+  window.seen = { progress: [], closes: [], resumes: [], lost: [] };
+  rpc.on("rpc.progress", (params) => seen.progress.push(params.progress));
+  rpc.addEventListener("close", (e) => seen.closes.push(e.detail.code));
+  rpc.addEventListener("resume", (e) => seen.resumes.push(e.detail));
+  rpc.addEventListener("sessionlost", (e) => seen.lost.push(e.detail.reason));
+}"""
+
+
+def start_report(page: Page, at_least: int) -> str:
+    """Start the long call; once it reported ``at_least`` steps, the page's session id."""
+    expect(page.locator("#session")).to_contain_text("session s1.")
+    page.evaluate(RECORD)
+    page.click("#report-start")
+    page.wait_for_function(f"document.querySelector('#report-progress').value >= {at_least}")
+    session_id = page.evaluate("rpc.sessionId")
+    assert isinstance(session_id, str)
+    return session_id
+
+
+def report_answers(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in frames if isinstance(m.get("result"), dict) and "sections" in m["result"]]
+
+
+def test_a_dropped_connection_resumes_its_session_on_another_front_end(
+    pages: Pages, cluster: LocalCluster, relay: Relay
+) -> None:
+    page = pages.open(port=relay.port)  # through the relay, to front-end 0
+    other = pages.open(1)
+    session_id = start_report(page, at_least=3)
+
+    # The network goes, and the page cannot reconnect for a while.
+    relay.hold()
+    assert relay.cut() >= 1
+    expect(page.locator("#state")).to_have_text("reconnecting")
+    expect(page.locator("#session")).to_contain_text("detached (close 1006): resuming…")
+    expect(page.locator("#report-status")).to_contain_text("connection lost at")
+    # Meanwhile a push to its topic, kept with the call's progress for the page.
+    other.fill("#publish-text", "while away")
+    other.click("#publish")
+    expect(notification(other, "while away")).to_have_count(1)
+
+    # Back, through the other front-end: the session resumes there.
+    relay.release(cluster.ports[1])
+    resumed = f"session {session_id[:12]}… resumed, 1 call still running"
+    expect(page.locator("#session")).to_have_text(resumed, timeout=20_000)
+    expect(page.locator("#state")).to_have_text("open")
+    expect(notification(page, "while away")).to_have_count(1)
+    expect(page.locator("#report-status")).to_contain_text("done", timeout=20_000)
+    assert page.locator("#report-progress").evaluate("bar => bar.value") == REPORT_STEPS
+    # Every step once, in order, across the drop; the answer once; the groups kept.
+    seen = page.evaluate("seen")
+    assert seen["progress"] == list(range(1, REPORT_STEPS + 1))
+    assert seen["closes"] == [1006]
+    assert [r["session"] for r in seen["resumes"]] == [session_id]
+    assert len(report_answers(pages.received[page])) == 1
+    assert page.evaluate("rpc.sessionId") == session_id
+    other.fill("#publish-text", "after the resume")
+    other.click("#publish")
+    expect(notification(page, "after the resume")).to_have_count(1)
+    expect(page.locator("#subscription")).to_have_attribute("data-subscribed", "demo")
+
+
+def test_a_long_call_survives_a_restart_of_its_front_end(
+    pages: Pages, cluster: LocalCluster
+) -> None:
+    # A front-end of this test's own, restarted on the same port, as a deployment would.
+    frontend = len(cluster.ports)
+    process = cluster.start_frontend()
+    port = cluster.ports[frontend]
+    page = pages.open(frontend)
+    session_id = start_report(page, at_least=3)
+
+    # SIGTERM: the front-end closes its sockets with 4012 and stops, its sessions detached.
+    process.stop()
+    expect(page.locator("#session")).to_contain_text("detached (close 4012): resuming…")
+    cluster.start_frontend(port=port)
+    resumed = f"session {session_id[:12]}… resumed, 1 call still running"
+    expect(page.locator("#session")).to_have_text(resumed, timeout=30_000)
+    expect(page.locator("#report-status")).to_contain_text("done", timeout=20_000)
+    assert page.locator("#report-progress").evaluate("bar => bar.value") == REPORT_STEPS
+    seen = page.evaluate("seen")
+    assert seen["progress"] == list(range(1, REPORT_STEPS + 1))
+    assert seen["closes"] == [4012]
+    assert len(report_answers(pages.received[page])) == 1
+
+
+def test_a_call_its_dead_front_end_never_recorded_fails_instead_of_hanging(
+    pages: Pages, cluster: LocalCluster
+) -> None:
+    # SIGKILL: the front-end has no time to detach its sessions, nor to record their calls.
+    frontend = len(cluster.ports)
+    process = cluster.start_frontend()
+    port = cluster.ports[frontend]
+    page = pages.open(frontend)
+    session_id = start_report(page, at_least=2)
+    process.send_signal(signal.SIGKILL)
+    process.wait_stopped()
+    expect(page.locator("#state")).to_have_text("reconnecting")
+
+    # The session, still attached to the dead socket, is taken over; the call is not in it.
+    cluster.start_frontend(port=port)
+    resumed = f"session {session_id[:12]}… resumed, 0 calls still running"
+    expect(page.locator("#session")).to_have_text(resumed, timeout=30_000)
+    expect(page.locator("#report-status")).to_contain_text(
+        "error -32015: the resumed session did not have the call"
+    )
+    expect(page.locator("#report-start")).to_be_enabled()
+    page.click("#call")  # add [1, 2], on the resumed session
+    expect(page.locator("#result")).to_have_text("3")
+    assert page.evaluate("rpc.sessionId") == session_id
+
+
+def forget_session(cluster: LocalCluster, session_id: str) -> None:
+    """What a Redis restart without persistence does to one session: its keys are gone."""
+    prefix = sessions_prefix(cluster.prefix)
+    keys = [f"{prefix}session:{session_id}{part}" for part in ("", ":early", ":kept", ":calls")]
+    client = redis.Redis.from_url(cluster.redis.url)
+    try:
+        assert client.delete(*keys) >= 1
+    finally:
+        client.close()
+
+
+def test_a_session_the_server_lost_fails_its_calls_and_a_new_one_opens(
+    pages: Pages, cluster: LocalCluster, relay: Relay
+) -> None:
+    page = pages.open(port=relay.port)
+    session_id = start_report(page, at_least=2)
+    relay.hold()
+    assert relay.cut() >= 1
+    expect(page.locator("#state")).to_have_text("reconnecting")
+    forget_session(cluster, session_id)
+
+    relay.release()
+    status = page.locator("#report-status")
+    expect(status).to_contain_text("error -32015: the session was lost (unknown or expired)")
+    expect(page.locator("#report-start")).to_be_enabled()
+    expect(page.locator("#session")).to_contain_text("the one before was lost (unknown or expired)")
+    expect(page.locator("#subscription")).to_have_attribute("data-subscribed", "demo")
+    new_id = page.evaluate("rpc.sessionId")
+    assert new_id.startswith("s1.")
+    assert new_id != session_id
+    assert page.evaluate("seen.lost") == ["unknown or expired"]
+    page.click("#call")  # add [1, 2], on the new session
+    expect(page.locator("#result")).to_have_text("3")

@@ -18,7 +18,7 @@ from workers import settings as project
 pytestmark = pytest.mark.anyio
 
 PAGE_IDS = [
-    "state", "method", "params", "call", "result", "subscription", "notifications",
+    "state", "session", "method", "params", "call", "result", "subscription", "notifications",
     "publish-text", "publish", "report-start", "report-cancel", "report-progress", "report-status",
 ]  # fmt: skip
 
@@ -71,6 +71,7 @@ async def test_the_asgi_application_serves_the_browser_client() -> None:
     )
     assert b"export class RpcClient extends EventTarget" in response["body"]
     assert b"export class RpcError extends Error" in response["body"]
+    assert b'"rpc.resume"' in response["body"]  # the client resumes sessions
 
 
 async def test_an_unknown_static_file_is_a_404() -> None:

@@ -205,7 +205,7 @@ export class RpcClient extends EventTarget {
   #dropped(retry) {
     clearTimeout(this.#ackTimer);
     this.#ackTimer = undefined;
-    const keep = false;
+    const keep = retry && this.#session !== null;
     const error = new ConnectionLost();
     for (const call of [...this.#calls.values()]) {
       if (call.internal || (call.sent && !keep)) call.reject(error);
