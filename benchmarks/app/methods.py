@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from channels_rpc import AsyncJsonRpcWebsocketConsumer
+from channels_rpc import AsyncJsonRpcWebsocketConsumer, RpcContext
 
 
 class BenchConsumer(AsyncJsonRpcWebsocketConsumer):
@@ -41,3 +41,10 @@ def cpu(ms: float) -> float:
 # The same work on a queue of its own, served by its own worker: how a project keeps heavy
 # methods from delaying light ones (scenario d, second row).
 BenchConsumer.rpc_method("cpu_apart", queue="rpc.cpu")(cpu)
+
+
+@BenchConsumer.rpc_method()
+async def join(ctx: RpcContext, group: str) -> str:
+    """Join ``group`` (the sessions' memory benchmark pushes to it)."""
+    await ctx.join_group(group)
+    return group
