@@ -12,7 +12,10 @@ session, by the script. The rest comes back to the sender, and goes on from here
   keeps the message or names where it goes;
 * a copy naming several channels of which only some have routes is sent again to the others
   alone: as it was, it would also reach the front-end of a detached channel, which keeps what
-  it receives (``Sessions.keep``), and the message would be kept twice.
+  it receives (``Sessions.keep``), and the message would be kept twice;
+* a copy naming several channels is not kept whole for a detached one among them (it would
+  hold every name: 4 KB a push with 50 members on one front-end): the script says "keep", and
+  a copy naming that channel alone goes again, to be kept.
 
 A message sessions took settles as its copies do (kept or dropped: a handle with an empty
 prefix, nothing to withdraw). Sessions keep a message although its sender gave up meanwhile:
@@ -69,7 +72,7 @@ class Router:
             raise
 
     async def _send_onward(self, batch: list[Outgoing], rerouted: list[Any], hops: int) -> None:
-        onward: dict[int, list[tuple[str, bool]]] = {}  # message number -> (channel, routed)
+        onward: dict[int, list[tuple[str, bool, bool]]] = {}  # number -> (channel, routed, alone)
         for number, where, channel in rerouted:
             member = batch[number - 1].member
             onward.setdefault(number, []).extend(
@@ -88,16 +91,21 @@ class Router:
         for number in onward:
             _settle_from(batch[number - 1], copies.get(number, []))
 
-    async def _onward(self, where: str, channel: str, member: bytes) -> list[tuple[str, bool]]:
-        """Where ``channel``'s copy goes on to: (channel, whether its route is looked up)."""
+    async def _onward(
+        self, where: str, channel: str, member: bytes
+    ) -> list[tuple[str, bool, bool]]:
+        """Where ``channel``'s copy goes on to: (channel, whether its route is looked up,
+        whether in a copy of its own)."""
         if where.startswith("@"):  # its session lives on another host: ask there
             where = await ask(self.layer, where[1:], channel, member, ":kept")
         if where.startswith(">"):
-            return [(where[1:], True)]
+            return [(where[1:], True, False)]
+        if where == "keep":  # to be kept, in a copy naming it alone (see SESSION_ROUTE)
+            return [(channel, True, True)]
         if where == "send":
-            return [(c, True) for c in channel.split()]
+            return [(c, True, False) for c in channel.split()]
         if where == "normal":  # (the session's host said so: no route to look up again)
-            return [(channel, False)]
+            return [(channel, False, False)]
         if where == "overflowed":
             logger.warning(
                 "the session of %s overflowed (its frame or byte limit): what it kept is "
@@ -107,17 +115,19 @@ class Router:
         return []  # kept, or dropped
 
     def _copies(
-        self, message: Outgoing, channels: list[tuple[str, bool]], hops: int
+        self, message: Outgoing, channels: list[tuple[str, bool, bool]], hops: int
     ) -> list[Outgoing]:
-        """``message`` again, for ``channels`` (each with whether its route is looked up).
+        """``message`` again, for ``channels`` (each with whether its route is looked up, and
+        whether it gets a copy of its own).
 
         One copy per Redis key, naming its channels (each once), as ``group_send`` makes them.
         """
         body = self.layer.deserialize(message.member)
         body.pop("__asgi_channel__", None)
-        by_key: dict[tuple[str, bool], list[str]] = {}
-        for channel, routed in channels:
-            names = by_key.setdefault((self.layer.non_local_name(channel), routed), [])
+        by_key: dict[tuple[str, bool, str], list[str]] = {}
+        for channel, routed, alone in channels:
+            key = (self.layer.non_local_name(channel), routed, channel if alone else "")
+            names = by_key.setdefault(key, [])
             if channel not in names:
                 names.append(channel)
         loop = asyncio.get_running_loop()
@@ -132,7 +142,7 @@ class Router:
                 added=loop.create_future(),
                 routes=names if routed and hops < MAX_HOPS else (),
             )
-            for (target, routed), names in by_key.items()
+            for (target, routed, _), names in by_key.items()
         ]
 
 

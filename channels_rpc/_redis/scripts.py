@@ -124,7 +124,9 @@ end
 # that the route has not caught up with yet is kept by ``keep`` (the route is only ever late on
 # another host). 'normal': the channel's own key (no session, or its session is attached to
 # it); 'kept': appended to the session's list ``list`` (':kept' for sends, ':early' for what a
-# front-end received before the detach); 'dropped': its session overflowed earlier;
+# front-end received before the detach; '' to keep nothing but answer 'keep', for a group's
+# copy naming several channels: kept whole, it would hold all their names); 'dropped': its
+# session overflowed earlier;
 # 'overflowed': this message overflowed it (kept frames deleted); '>' .. channel: the session
 # was resumed on that channel, to be sent there; '@' .. session: the session lives on another
 # host, to be asked there.
@@ -139,6 +141,7 @@ local function session_route(sessions, route, name, member, list)
     if s[2] ~= name then return '>' .. s[2] end
     if s[1] == 'attached' then return 'normal' end
     if s[1] == 'overflowed' then return 'dropped' end
+    if list == '' then return 'keep' end
     local count, size = tonumber(s[3]) + 1, tonumber(s[4]) + #member
     if count > tonumber(s[5]) or size > tonumber(s[6]) then
         redis.call('HSET', key, 'state', 'overflowed', 'count', 0, 'bytes', 0)
@@ -241,6 +244,8 @@ end
 -- Whether sessions take message i (to detached or resumed channels): then it is not queued.
 -- A '+' route: attached to this channel, the normal way (see above).
 local function diverted(i, mine, member)
+    local list = ':kept'
+    if type(mine) ~= 'number' then list = '' end  -- a copy for several: kept in one of its own
     if type(mine) == 'number' then
         local route = routes[mine]
         if not route or string.byte(route, 1) == 43 then return false end  -- the usual
@@ -251,7 +256,7 @@ local function diverted(i, mine, member)
         local route = routes[k]
         if route and string.byte(route, 1) ~= 43 then  -- 43: '+'
             local name = channel(k)
-            local where = session_route(sessions, route, name, member, ':kept')
+            local where = session_route(sessions, route, name, member, list)
             if where == 'normal' then
                 plain[#plain + 1] = k
             else

@@ -259,6 +259,11 @@ async def test_group_pushes_are_kept_while_detached_and_reach_the_new_channel_af
     # channel's old front-end gets nothing it would keep a second time.
     assert await procs.queued(bystander) == [1]
     assert await procs.queued(channel) == []
+    # Kept in a copy naming the session's channel alone: a copy naming every member on that
+    # front-end took 4 KB a push with 50 of them.
+    kept = await procs.admin.lrange(f"{procs.old.prefix}:rpc.session:{session_id}:kept", 0, -1)
+    names = [procs.old.deserialize(m)["__asgi_channel__"] for m in kept]
+    assert [n if isinstance(n, list) else [n] for n in names] == [[channel], [channel]]
 
     result, c2 = await resumed(procs, session_id)
     assert numbers(result) == [1, 2]
