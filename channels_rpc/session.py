@@ -123,7 +123,7 @@ def principal_of(scope: dict[str, Any]) -> str:
 
 @dataclass(slots=True)
 class _Resume:
-    """What a resume delivers once it is answered: the kept messages, after ``seen``."""
+    """What a resume delivers: the kept messages, those numbered up to ``seen`` left out."""
 
     messages: list[dict[str, Any]]
     seen: int
@@ -179,8 +179,9 @@ class SessionLink:
     async def resume(self, params: Any, config: RpcConfig) -> dict[str, Any]:
         """``rpc.resume {session, seq}``: attach the session here; raises -32015 if refused.
 
-        The answer names the calls still running; the kept frames are delivered after it
-        (:meth:`kept`).
+        The answer names the calls still running; the kept frames (:meth:`kept`) are written
+        before it, so that a call the client waits on that is neither answered by then nor
+        running is known lost.
         """
         session_id, seen = _resume_params(params)
         if self.id is not None or len(self.pending):
