@@ -25,6 +25,7 @@ class Call:
 class CallTable:
     def __init__(self) -> None:
         self._ids = itertools.count(1)
+        self._own_ids = itertools.count(1)
         self._pending: dict[str, Call] = {}
 
     def choose_id(self, rpc_id: str | int | None) -> str | int:
@@ -37,8 +38,13 @@ class CallTable:
             raise ValueError(f"rpc_id {rpc_id!r} is already used by a pending call")
         return rpc_id
 
-    def add(self, rpc_id: str | int, on_progress: Handler | None) -> Call:
-        call = Call(asyncio.get_running_loop().create_future(), on_progress)
+    def own_id(self) -> str:
+        """An id for the client's own calls (rpc.session, rpc.resume), apart from the numbers
+        of the user's calls: those stay 1, 2, 3, ..."""
+        return next(i for n in self._own_ids if key(i := f"rpc-{n}") not in self._pending)
+
+    def add(self, rpc_id: str | int, on_progress: Handler | None, *, bound: bool = False) -> Call:
+        call = Call(asyncio.get_running_loop().create_future(), on_progress, bound=bound)
         self._pending[key(rpc_id)] = call
         return call
 

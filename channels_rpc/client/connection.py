@@ -1,6 +1,7 @@
 """The connection loop: open a WebSocket, greet it (``on_connect``), read it, and reopen it with
-backoff when it drops. It knows nothing of calls: it hands each JSON-RPC object it reads to
-``on_item``, and says when the calls sent on a socket are lost with ``on_lost(reason)``."""
+backoff when it drops. It knows nothing of calls: it hands the JSON-RPC objects of each frame it
+reads (several for a batch) to ``on_frame``, and says when the calls sent on a socket are lost
+with ``on_lost(reason)``."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class Connection:
         reconnect: bool,
         backoff: tuple[float, float],
         greet: Callable[[], Awaitable[None]] | None,
-        on_item: Callable[[dict[str, Any]], None],
+        on_frame: Callable[[list[dict[str, Any]]], None],
         on_lost: Callable[[str], None],
     ) -> None:
         self.url = url
@@ -45,7 +46,7 @@ class Connection:
         self._reconnect = reconnect
         self._backoff = backoff
         self._greet_hook = greet
-        self._on_item = on_item
+        self._on_frame = on_frame
         self._on_lost = on_lost
         self._ws: ClientConnection | None = None
         self.state = "idle"  # "connecting", "open", "reconnecting" or "closed"
@@ -189,8 +190,7 @@ class Connection:
     async def _read(self, ws: ClientConnection) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for frame in ws:
-                for item in items(frame):
-                    self._on_item(item)
+                self._on_frame(list(items(frame)))
         self._at_once = ws.close_code == CLOSE_RESTARTING
         if self.state == "closed":
             reason = self.closed_reason

@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 import websockets
 
+from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
+
 NOT_CONNECTED = (
     "the client is not connected: use `async with RpcClient(url) as rpc:` "
     "or `await rpc.connect()` first"
@@ -17,13 +19,21 @@ class ConnectionLost(ConnectionError):
     """The connection dropped before the call was answered (it may or may not have run)."""
 
 
-class SessionLost(ConnectionLost):
-    """The server refused to resume the client's session (``reason``: "unknown or expired",
-    "overflowed", ...): the calls of that session are lost (they may or may not have run)."""
+class SessionLost(ConnectionLost, JsonRpcError):
+    """A call lost with its session: the server refused to resume it (``reason`` "unknown or
+    expired", "overflowed"), or the resumed session did not have the call ("not received": its
+    socket went as it was sent). A ``ConnectionLost``, and the error -32015 of client.js."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the session was lost ({reason}): the call may or may not have run")
+    def __init__(self, reason: str, what: str = "") -> None:
+        message = f"{what or f'the session was lost ({reason})'}: the call may or may not have run"
+        JsonRpcError.__init__(
+            self, None, JsonRpcErrorCode.SESSION_NOT_FOUND, {"reason": reason}, message=message
+        )
+        self.args = (message,)
         self.reason = reason
+
+    def __str__(self) -> str:
+        return str(self.message)
 
 
 class ConnectionFailed(ConnectionError):

@@ -54,7 +54,7 @@ class RpcClient:
             reconnect=reconnect,
             backoff=backoff,
             greet=self._greet,
-            on_item=self._received,
+            on_frame=self._received,
             on_lost=self._lost,
         )
 
@@ -67,6 +67,11 @@ class RpcClient:
     def session_id(self) -> str | None:
         """The id of the client's session (None without one): it outlives dropped sockets."""
         return self._session.id
+
+    @property
+    def resumed(self) -> bool:
+        """Whether this connection resumed the session: its groups are still joined."""
+        return self._session.resumed
 
     # -----------------------------------------------------------------------------------
     # Connection
@@ -91,29 +96,25 @@ class RpcClient:
     async def _greet(self) -> None:
         """A new socket: the session first (``rpc.resume`` is its first frame), then the hook."""
         await self._session.greet(self.call, self._link.write_now)
-        if self._on_connect is not None:
-            outcome = self._on_connect(self)
-            if inspect.isawaitable(outcome):
-                await outcome
+        if self._on_connect is not None and inspect.isawaitable(outcome := self._on_connect(self)):
+            await outcome
 
     def _lost(self, reason: str) -> None:
-        """The socket went: its calls fail, unless a session keeps them for the next socket
-        (the ones not sent yet wait for it either way)."""
-        self._session.detached()
-        keep = self._session.keeps_calls and self._link.state == "reconnecting"
-        self._calls.fail_sent(ConnectionLost(reason), bound_only=keep)
+        """The socket went: its calls fail, unless the session keeps them for the next one."""
+        self._session.detached(ConnectionLost(reason), self._link.state == "reconnecting")
 
-    def _received(self, item: dict[str, Any]) -> None:
-        """One JSON-RPC object from the server: an answer, or a notification."""
-        if not self._session.fresh(item):
+    def _received(self, frame: list[dict[str, Any]]) -> None:
+        """The JSON-RPC objects of one frame: answers, or notifications."""
+        if not self._session.fresh(frame):
             return  # seen already
-        if "method" not in item:
-            self._calls.answer(item)
-            return
-        params = item.get("params")
-        if item["method"] == "rpc.progress" and isinstance(params, dict):
-            self._calls.progress(params)
-        self._fanout.deliver(item)
+        for item in frame:
+            if "method" not in item:
+                self._calls.answer(item)
+                continue
+            params = item.get("params")
+            if item["method"] == "rpc.progress" and isinstance(params, dict):
+                self._calls.progress(params)
+            self._fanout.deliver(item)
 
     async def _send(self, payload: Any, calls: Sequence[Call] = ()) -> None:
         await self._link.wait_open()
@@ -159,8 +160,7 @@ class RpcClient:
 
         A server whose connection is gone cancels that connection's calls itself; waiting
         for a new one here would hang the caller's timeout for as long as the server is down.
-        With a session, not before it is resumed (its first frame must be ``rpc.resume``, which
-        tells which calls still run): the call is cancelled then if it still runs.
+        A session resumed later cancels the call then, if it still runs.
         """
         if not self._session.attached:
             self._session.abandon(rpc_id)
@@ -189,9 +189,7 @@ class RpcClient:
     ) -> tuple[str | int, Call]:
         rpc_id = self._calls.choose_id(rpc_id)
         self._link.check_usable()
-        call = self._calls.add(rpc_id, on_progress)
-        call.bound = self._link.in_greeting()
-        return rpc_id, call
+        return rpc_id, self._calls.add(rpc_id, on_progress, bound=self._link.in_greeting())
 
     # -----------------------------------------------------------------------------------
     # Notifications from the server

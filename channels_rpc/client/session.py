@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from channels_rpc.client.calls import CallTable
-from channels_rpc.client.errors import ConnectionLost, SessionLost
+from channels_rpc.client.errors import SessionLost
 from channels_rpc.client.frames import encode, key, request
 from channels_rpc.client.notifications import Handler, run_handler
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
@@ -20,10 +20,12 @@ logger = logging.getLogger("channels_rpc.client")
 
 #: Seconds between two acknowledgements, at most (the server forgets the frames acknowledged).
 ACK_INTERVAL = 1.0
-UNHEARD = "the connection dropped as the call was sent: the server never received it"
 
-Call = Callable[[str, Any], Awaitable[Any]]  # a call on the socket being greeted
 Write = Callable[[str], Awaitable[None]]  # a frame on the current socket, errors dropped
+
+
+class Call(Protocol):  # RpcClient.call, on the socket being greeted
+    def __call__(self, method: str, params: Any = None, *, rpc_id: str | int) -> Awaitable[Any]: ...
 
 
 class Session:
@@ -47,14 +49,15 @@ class Session:
         self._on_resume = on_resume
         self._on_lost = on_lost
         self.attached = False  # this socket is greeted: it may carry any frame now
+        self.resumed = False  # this socket resumed the session (its groups are still joined)
         self._abandoned: set[str] = set()  # calls given up while detached: cancelled on resume
         self._arrived = asyncio.Event()  # a frame with a new seq came
         self._acks: asyncio.Task[None] | None = None
 
-    def fresh(self, item: dict[str, Any]) -> bool:
-        """Note ``item``'s seq; false for a frame seen already (a resume delivers each once,
-        this is the defence against a server that would not)."""
-        seq = item.get("seq")
+    def fresh(self, frame: list[dict[str, Any]]) -> bool:
+        """Note the seq of a frame (each element of a batch carries the frame's); false for a
+        frame seen already (a resume delivers each once: this is the defence if it did not)."""
+        seq = frame[0].get("seq") if frame else None
         if not isinstance(seq, int) or isinstance(seq, bool):
             return True  # no session, or the resume's answer
         if seq <= self.highest:
@@ -63,14 +66,9 @@ class Session:
         self._arrived.set()
         return True
 
-    @property
-    def keeps_calls(self) -> bool:
-        """Whether the calls sent on a socket outlive its drop (to be resumed on the next)."""
-        return self.id is not None
-
     async def greet(self, call: Call, write: Write) -> None:
         """First thing on a new socket: resume the session held, else open one."""
-        acked = self.highest
+        acked, self.resumed = self.highest, False
         if self.enabled and (self.id is None or not await self._resume(call, write)):
             acked = 0
             if self.enabled:
@@ -85,22 +83,25 @@ class Session:
         first frame of the next socket must be the resume)."""
         self._abandoned.add(key(rpc_id))
 
-    def detached(self) -> None:
-        """The socket went: nothing goes out until the session is resumed on the next."""
+    def detached(self, error: Exception, reconnecting: bool) -> None:
+        """The socket went: nothing goes out until the session is resumed on the next. Its calls
+        fail with ``error``, unless the session keeps them for the next socket (the calls not
+        sent yet wait for it either way)."""
         self.attached = False
         if self._acks is not None:
             self._acks.cancel()
+        self._calls.fail_sent(error, bound_only=reconnecting and self.id is not None)
 
     async def close(self) -> None:
-        self.detached()
         if self._acks is not None:
+            self._acks.cancel()
             await asyncio.gather(self._acks, return_exceptions=True)
             self._acks = None
 
     async def _open(self, call: Call) -> None:
         self.id, self.highest = None, 0  # a new session numbers from 1
         try:
-            result = await call("rpc.session", None)
+            result = await call("rpc.session", rpc_id=self._calls.own_id())
         except JsonRpcError as exc:
             if exc.code == JsonRpcErrorCode.METHOD_NOT_FOUND:
                 self.enabled = False  # a server without sessions (the in-memory layer)
@@ -115,25 +116,26 @@ class Session:
     async def _resume(self, call: Call, write: Write) -> bool:
         """Resume the session; false if it is lost (its pending calls then fail)."""
         try:
-            result = await call("rpc.resume", {"session": self.id, "seq": self.highest})
+            params = {"session": self.id, "seq": self.highest}
+            result = await call("rpc.resume", params, rpc_id=self._calls.own_id())
         except JsonRpcError as exc:
             if exc.code == JsonRpcErrorCode.METHOD_NOT_FOUND:
                 self.enabled = False
             reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
-            self._lost(str(reason or exc))
+            self._lost(str(reason or exc.message or f"error {exc.code}"))
             return False
         result = result if isinstance(result, dict) else {}
         running = result.get("running")
         running = running if isinstance(running, list) else []
         self.window = result.get("window", self.window)
+        # The frames kept for the session came before the answer, each handled in turn: a call
+        # still waiting, and not running, was lost (its socket went before the server knew it).
+        lost = SessionLost("not received", "the resumed session did not have the call")
+        self._calls.fail_keys(self._calls.unheard(running), lost)
         for rpc_id in running:  # given up while disconnected (a timeout, a cancelled task)
             if key(rpc_id) in self._abandoned:
                 await write(encode(request("rpc.cancel", {"id": rpc_id}, None)))
-        if self._calls.unheard(running):
-            # The answers kept for the others come before this call's (each frame is handled
-            # in turn): after it, a call the server neither runs nor answered never reached it.
-            await call("rpc.session", None)
-            self._calls.fail_keys(self._calls.unheard(running), ConnectionLost(UNHEARD))
+        self.resumed = True
         if self._on_resume is not None:
             run_handler(self._on_resume, result)
         return True

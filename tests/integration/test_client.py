@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,9 +14,10 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcError, JsonRpcErrorCode
-from channels_rpc.client import ConnectionFailed, ConnectionLost, RpcClient
+from channels_rpc.client import ConnectionFailed, ConnectionLost, RpcClient, SessionLost
+from tests.integration.client import RpcSocket
 from tests.integration.harness import Cluster
-from tests.integration.support import ClusterFactory, wait_until
+from tests.integration.support import ClusterFactory, counter, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -259,3 +263,167 @@ async def test_what_a_newcomer_sees_for_a_wrong_path_a_dropped_server_and_a_clos
             await asyncio.wait_for(waiting, 5)
         with pytest.raises(ConnectionLost, match=r"^the client was closed$"):
             await asyncio.wait_for(again.notify("log", {"message": "hi"}), 5)
+
+
+# -------------------------------------------------------------------------------------------
+# Sessions (docs/sessions.md): on by default, resumed after a dropped connection
+
+
+def cut(client: RpcClient) -> None:
+    """Drop the client's TCP connection without a WebSocket close (as a network failure does)."""
+    ws = client._link._ws
+    assert ws is not None
+    ws.transport.abort()
+
+
+async def test_calls_pending_when_the_connection_is_cut_complete_after_the_resume(
+    cluster: Cluster, redis_client: AsyncRedis
+) -> None:
+    started = counter(redis_client, cluster, "cancellable-started")
+    completed = counter(redis_client, cluster, "cancellable-completed")
+    resumed: list[dict[str, Any]] = []
+    connected: list[bool] = []  # on_connect runs after the resume: nothing to join again
+    url = cluster.url()
+    async with RpcClient(
+        url,
+        backoff=(0.05, 0.5),
+        on_resume=resumed.append,
+        on_connect=lambda rpc: connected.append(rpc.resumed),
+    ) as client:
+        session = client.session_id
+        assert session is not None
+        assert session.startswith("s1.")
+        ids = [f"c{n}" for n in range(5)]
+        calls = [asyncio.create_task(client.call("cancellable", [2], rpc_id=i)) for i in ids]
+
+        async def all_started() -> bool:
+            return await started() == 5
+
+        await wait_until(all_started)
+        cut(client)
+        assert await asyncio.wait_for(asyncio.gather(*calls), 20) == ["completed"] * 5
+        assert await completed() == 5
+        assert client.session_id == session
+        assert [sorted(r["running"]) for r in resumed] == [ids]
+        assert resumed[0]["session"] == session
+        assert await client.call("pid") == cluster.workers[0].pid  # after on_connect
+        assert connected == [False, True]
+    # close() sent 1000: the session ended with it.
+    sock = await RpcSocket.connect(url)
+    refused = await sock.call("rpc.resume", {"session": session, "seq": 0})
+    assert refused["error"]["data"] == {"reason": "unknown or expired"}
+    await sock.close()
+
+
+async def test_a_push_sent_while_the_connection_is_cut_arrives_once_after_the_resume(
+    cluster: Cluster,
+) -> None:
+    group = f"news-{uuid.uuid4().hex[:8]}"
+    events: list[str] = []
+    pushes: asyncio.Queue[Any] = asyncio.Queue()
+    # A backoff of 1.5 s at least: the push goes out while the client is away.
+    async with (
+        RpcClient(
+            cluster.url(), backoff=(3, 3), on_resume=lambda _: events.append("resumed")
+        ) as client,
+        RpcClient(cluster.url()) as publisher,
+    ):
+        client.on("news", pushes.put_nowait)
+        assert await client.call("join", [group]) == group
+        cut(client)
+        assert await publisher.call("fault_push", [group, "news", 0]) == 0
+        events.append("pushed")
+        assert await asyncio.wait_for(pushes.get(), 20) == {"n": 0}
+        assert events == ["pushed", "resumed"]
+        # Still in the group, and the first push came once: the next one is the next.
+        assert await publisher.call("fault_push", [group, "news", 1]) == 1
+        assert await asyncio.wait_for(pushes.get(), 10) == {"n": 1}
+        assert pushes.empty()
+
+
+async def test_a_refused_resume_fails_the_pending_calls_and_opens_a_new_session(
+    cluster: Cluster, redis_client: AsyncRedis
+) -> None:
+    started = counter(redis_client, cluster, "cancellable-started")
+    lost: list[str] = []
+    async with RpcClient(cluster.url(), backoff=(0.05, 0.5), on_session_lost=lost.append) as client:
+        first = client.session_id
+        calls = [asyncio.create_task(client.call("cancellable", [2])) for _ in range(3)]
+
+        async def all_started() -> bool:
+            return await started() == 3
+
+        await wait_until(all_started)
+        unknown = "s1." + secrets.token_urlsafe(24)  # one the server never gave
+        client._session.id = unknown
+        cut(client)
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), 20)
+        assert all(isinstance(o, SessionLost) for o in outcomes), outcomes
+        assert all(isinstance(o, JsonRpcError) and o.code == -32015 for o in outcomes)
+        assert {o.reason for o in outcomes if isinstance(o, SessionLost)} == {"unknown or expired"}
+        assert str(outcomes[0]).startswith("the session was lost (unknown or expired)")
+        assert lost == ["unknown or expired"]
+        assert await client.call("pid") == cluster.workers[0].pid  # after the new session
+        assert client.session_id not in (None, first, unknown)
+
+
+async def test_without_sessions_no_session_frame_goes_out_and_a_drop_fails_the_calls(
+    cluster: Cluster,
+) -> None:
+    sent: list[dict[str, Any]] = []
+    received: list[dict[str, Any]] = []
+    async with RpcClient(cluster.url(), sessions=False, backoff=(0.05, 0.5)) as client:
+        link = client._link
+        write, on_frame = link.write, link._on_frame
+
+        async def recorded_write(text: str) -> None:
+            sent.append(json.loads(text))
+            await write(text)
+
+        def recorded_frame(frame: list[dict[str, Any]]) -> None:
+            received.extend(frame)
+            on_frame(frame)
+
+        link.write, link._on_frame = recorded_write, recorded_frame  # type: ignore[method-assign]
+        assert await client.call("pid") == cluster.workers[0].pid
+        pending = asyncio.create_task(client.call("sleep", [30]))
+        await wait_until(lambda: _sent(sent, "sleep"))
+        cut(client)
+        with pytest.raises(ConnectionLost, match="the connection dropped"):
+            await asyncio.wait_for(pending, 10)
+        assert await client.call("pid") == cluster.workers[0].pid
+        assert client.session_id is None
+    assert [m["method"] for m in sent] == ["pid", "sleep", "pid"]
+    assert received
+    assert not any("seq" in item for item in received)
+
+
+async def _sent(sent: list[dict[str, Any]], method: str) -> bool:
+    return any(m["method"] == method for m in sent)
+
+
+async def test_a_call_given_up_while_disconnected_is_cancelled_once_resumed(
+    cluster: Cluster, redis_client: AsyncRedis
+) -> None:
+    started = counter(redis_client, cluster, "cancellable-started")
+    finished = counter(redis_client, cluster, "cancellable-finally")
+    async with RpcClient(cluster.url(), backoff=(2, 2)) as client:
+        task = asyncio.create_task(client.call("cancellable", [30]))
+
+        async def running() -> bool:
+            return await started() == 1
+
+        async def reconnecting() -> bool:
+            return client.state == "reconnecting"
+
+        async def cancelled_in_the_worker() -> bool:
+            return await finished() == 1
+
+        await wait_until(running)
+        cut(client)
+        await wait_until(reconnecting)
+        task.cancel()  # no socket to send rpc.cancel on: it goes after the resume
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_until(cancelled_in_the_worker, timeout=15)  # long before its 30 s
+        assert await counter(redis_client, cluster, "cancellable-completed")() == 0
