@@ -20,10 +20,6 @@ until it fits.
 Notifications are tracked too, from the moment they are enqueued until a worker takes them
 (``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit;
 they are never answered. A limit of 0 means none.
-
-Calls that no worker answered in time are counted per queue (:class:`Unanswered`), for a warning
-at most once a minute per queue: the front-end is the one process that sees a queue nobody
-serves.
 """
 
 from __future__ import annotations
@@ -33,7 +29,6 @@ import functools
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -49,7 +44,6 @@ __all__ = [
     "PendingCalls",
     "Scheduler",
     "TooManyInFlight",
-    "Unanswered",
     "answer_now",
     "deadline_error",
     "fit",
@@ -380,35 +374,3 @@ def unclaimed_error(pending: Pending, wait: float) -> dict[str, Any]:
         f"Service Unavailable: {reason}",
         {"queue": pending.queue, "reason": reason},
     )
-
-
-@dataclass(slots=True)
-class _QueueTally:
-    count: int = 0
-    example: str = ""  # a method whose call went unanswered
-    reported_at: float | None = None
-
-
-class Unanswered:
-    """Calls no worker answered in time, per queue, reported at most once per ``interval``.
-
-    :meth:`expired` returns ``(count, example method)`` when a report is due: for the first
-    call of a queue at once, then for the calls since the last report, once ``interval``
-    seconds have passed since it.
-    """
-
-    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval = interval
-        self._clock = clock
-        self._queues: dict[str, _QueueTally] = {}
-
-    def expired(self, queue: str, method: str) -> tuple[int, str] | None:
-        tally = self._queues.setdefault(queue, _QueueTally())
-        tally.count += 1
-        tally.example = tally.example or method
-        now = self._clock()
-        if tally.reported_at is not None and now - tally.reported_at < self.interval:
-            return None
-        report = (tally.count, tally.example)
-        self._queues[queue] = _QueueTally(reported_at=now)
-        return report

@@ -26,6 +26,7 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 
+from channels_rpc import unanswered
 from channels_rpc._compat import timeout as time_limit
 from channels_rpc._layer import expiry
 from channels_rpc.config import RpcConfig, get_config
@@ -38,7 +39,6 @@ from channels_rpc.pending import (
     Pending,
     PendingCalls,
     TooManyInFlight,
-    Unanswered,
     deadline_error,
     fit,
     unclaimed_error,
@@ -193,7 +193,7 @@ class Calls:
         """No answer by the deadline: answer -32012 now."""
         if frame := self._pending.fail(pending.token, deadline_error(pending)):
             self._spawn(self._write(frame))
-        _report_unanswered(pending)
+        unanswered.report(pending)
         # Still queued (no worker took it in time): take it back rather than leave it to expire.
         self._spawn(self._sender.revoke([pending], everything=False))
 
@@ -201,7 +201,7 @@ class Calls:
         """No worker took the request before the queue's expiry: it will never run."""
         error = unclaimed_error(pending, self._sender.queue_expiry)
         frame = self._pending.fail(pending.token, error)  # None for a notification
-        _report_unanswered(pending)
+        unanswered.report(pending)
         self._spawn(self._sender.revoke([pending], everything=False))
         if frame:
             self._spawn(self._write(frame))
@@ -361,30 +361,6 @@ async def _withdraw(withdraw: Any, calls: Sequence[Pending]) -> list[int]:
         if await withdraw(queue, handles) < len(group):
             leftover.extend(p.token for p in group if not p.is_notification)
     return leftover
-
-
-_unanswered = Unanswered(interval=60.0)
-
-
-def _report_unanswered(pending: Pending) -> None:
-    """Warn, at most once a minute per queue, that requests on it went unanswered.
-
-    Without it a missing worker shows only as clients waiting out their timeouts: no worker
-    logs what it never received.
-    """
-    report = _unanswered.expired(pending.queue, pending.method)
-    if report is None:
-        return
-    count, method = report
-    logger.warning(
-        "%d %s on queue %s got no answer from a worker in time (e.g. %r): "
-        "is an rpcworker serving %s?",
-        count,
-        "request" if count == 1 else "requests",
-        pending.queue,
-        method,
-        pending.queue,
-    )
 
 
 _breakers: weakref.WeakKeyDictionary[Any, Breaker] = weakref.WeakKeyDictionary()

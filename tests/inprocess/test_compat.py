@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from channels.layers import InMemoryChannelLayer
 
-from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext, sending
+from channels_rpc import AsyncJsonRpcWebsocketConsumer, JsonRpcError, RpcContext
 from channels_rpc.config import RpcConfig
 from channels_rpc.decorators import permission_required
 from channels_rpc.envelope import Call, response_message
@@ -468,9 +468,9 @@ async def test_max_in_flight_must_be_0_or_more() -> None:
 async def test_an_unanswered_call_names_its_queue_and_the_frontend_says_so_once(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from channels_rpc.pending import Unanswered
+    from channels_rpc import unanswered
 
-    monkeypatch.setattr(sending, "_unanswered", Unanswered())  # a minute of its own
+    monkeypatch.setattr(unanswered, "_tally", unanswered.Unanswered())  # a minute of its own
     with (
         rpc_settings(EXECUTION="workers", REPLY_GRACE=0.0),
         caplog.at_level(logging.WARNING, "channels_rpc"),
@@ -495,7 +495,7 @@ async def test_an_unanswered_call_names_its_queue_and_the_frontend_says_so_once(
 
 
 def test_unanswered_calls_are_reported_once_per_queue_and_interval() -> None:
-    from channels_rpc.pending import Unanswered
+    from channels_rpc.unanswered import Unanswered
 
     now = [0.0]
     tally = Unanswered(interval=60.0, clock=lambda: now[0])
