@@ -1025,6 +1025,7 @@ async def run_idle_connections(
     )
 
 
+@pytest.mark.long  # two ping periods of 200 idle sockets, 12 s: make reliability
 @pytest.mark.timeout(180)
 async def test_t18_200_idle_connections_survive_two_ping_periods(
     cluster_factory: ClusterFactory, figures: Figures
