@@ -146,7 +146,7 @@ class RequestHandling:
             await self._calls.cancel(item.params)
             return None
         if item.method in BUILTINS and self._session is not None:
-            return await self._session_request(item, config, batch)
+            return await self._session_request(self._session, item, config, batch)
         if not item.is_notification and item.method == DISCOVER and config.discovery:
             id_json, document = encode_id(item.id), dumps(await self._discover(), DjangoJSONEncoder)
             limit = config.max_response_size
@@ -207,19 +207,18 @@ class RequestHandling:
         await self._write(error_frame(encode_id(rpc_id), encode_error(error)))
 
     async def _session_request(
-        self, item: Request, config: RpcConfig, batch: Batch | None
+        self, session: SessionLink, item: Request, config: RpcConfig, batch: Batch | None
     ) -> str | None:
         """``rpc.session``, ``rpc.resume`` and ``rpc.ack`` (docs/sessions.md)."""
-        assert self._session is not None
         if item.method == ACK:
-            self._session.ack(item.params)
+            session.ack(item.params)
             return None
         if item.is_notification:
             return None
         id_json = encode_id(item.id)
         try:
             if item.method == SESSION:
-                result = await self._session.open(config)
+                result = await session.open(config)
             elif batch is not None:
                 raise JsonRpcError(
                     None,
@@ -227,12 +226,14 @@ class RequestHandling:
                     {"reason": "resume only as a single call, the first of its connection"},
                 )
             else:
-                result = await self._session.resume(item.params, config)
+                result = await session.resume(item.params, config)
                 await self._resumed(result_frame(id_json, dumps(result)))
                 return None
         except JsonRpcError as exc:
             return self._local_error(item.id, exc.error(), batch)
-        return answer_now(id_json, result_frame(id_json, dumps(result)), batch, 1 << 62)
+        return answer_now(
+            id_json, result_frame(id_json, dumps(result)), batch, config.max_response_size
+        )
 
 
 def _utf8_or_none(data: bytes | None) -> str | None:

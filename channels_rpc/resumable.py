@@ -95,7 +95,8 @@ class SessionHandling:
 
     async def _resumed(self, answer: str) -> None:
         """A resume was answered: take the session's calls and groups, deliver what it kept."""
-        assert self._session is not None
+        if self._session is None:  # (resumes are served on session connections only)
+            return
         self._calls.adopted(self._session.adopted)
         for group in self._session.groups:
             self._memberships.joined_by_worker(group)
