@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from channels_rpc import groups
 from channels_rpc._layer import expiry
 from channels_rpc._redis.sessions import PendingCall, Refused, Resumed, Sessions
 from channels_rpc.config import RpcConfig, get_config
@@ -189,7 +190,7 @@ class SessionLink:
         found = await self.sessions.resume(session_id, await self.principal(), self.channel)
         if isinstance(found, Refused):
             raise _refused(found.reason)
-        self._adopt(found, self.clock)
+        self._adopt(found)
         self.groups = found.groups
         self.id, self.window = session_id, found.window
         self.outbox = Outbox(
@@ -216,14 +217,14 @@ class SessionLink:
             if m.get("type") != FRAME or int(m.get("seq", 0)) > resume.seen
         ]
 
-    def _adopt(self, found: Resumed, clock: Callable[[], float]) -> None:
+    def _adopt(self, found: Resumed) -> None:
         """Take the session's running calls into this connection's table.
 
         ``adopted`` then holds each with the seconds left of its time limit (None: none), for
         the connection to re-arm its deadline.
         """
         self._numbered(t for call in found.calls if (t := _token(call)) is not None)
-        now = clock()
+        now = self.clock()
         for call in found.calls:
             token = _token(call)
             if token is None:
@@ -317,12 +318,10 @@ def _refused(reason: str) -> JsonRpcError:
 
 async def release(layer: Any, channels: Iterable[str]) -> None:
     """Cancel the calls made on ``channels`` and leave their groups (their session ended)."""
-    from channels_rpc.groups import close  # the layer's memberships (imported late: cycle)
-
     for channel in channels:
         try:
             await layer.group_send(WORKERS_GROUP, cancel_message(channel, None))
-            await close(layer, channel, ttl=expiry(layer) + get_config().reply_grace)
+            await groups.close(layer, channel, ttl=expiry(layer) + get_config().reply_grace)
         except Exception as exc:
             logger.warning("could not release the session channel %s: %r", channel, exc)
 

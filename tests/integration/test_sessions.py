@@ -7,6 +7,7 @@ socket (on any front-end) with the last ``seq`` the client saw.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections import Counter
@@ -142,7 +143,9 @@ async def test_foreign_random_and_ended_ids_are_refused_alike_and_change_nothing
     cluster = cluster_factory(frontends=0, workers=1)
     cluster.start_frontend(CHANNELS_RPC_OVERRIDES='{"SESSION_WINDOW": 1.0}')
     done = await asyncio.to_thread(manage, cluster, "shell", "-c", SESSION_SCRIPT)
-    carol = {"additional_headers": [("Cookie", f"sessionid={done.stdout.split()[-1][-34:-2]}")]}
+    assert done.returncode == 0, done.stderr
+    cookie = json.loads(done.stdout.splitlines()[-1])["session"]
+    carol = {"additional_headers": [("Cookie", f"sessionid={cookie}")]}
     url = cluster.url()
 
     # Carol's detached session, holding a push: nobody else may take it.
