@@ -211,7 +211,7 @@ class AsyncJsonRpcWebsocketConsumer(
         code = message.get("code")
         detached = self._detached or await self._detach(code)
         if detached:
-            first = [self._undispatched] if self._undispatched is not None else []
+            first = [*(self._held or ()), *filter(None, [self._undispatched])]
             keep = self.channel_layer.sessions
             _drains.spawn(drain(keep, self.channel_name, self._channel_receive, first))
         else:
@@ -286,8 +286,11 @@ class AsyncJsonRpcWebsocketConsumer(
     async def dispatch(self, message: dict[str, Any]) -> None:
         if message is self._undispatched:
             self._undispatched = None
-        if self._detached and not message["type"].startswith("websocket."):
-            await self.channel_layer.sessions.keep(self.channel_name, message)
+        if (
+            (self._detached or self._held is not None)
+            and not message["type"].startswith("websocket.")
+            and await self._diverted(message)
+        ):
             return
         await super().dispatch(message)
 

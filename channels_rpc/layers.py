@@ -152,7 +152,12 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         await self.enqueue(channel, message)
 
     async def enqueue(
-        self, channel: str, message: dict[str, Any], *, timeout: float | None = None
+        self,
+        channel: str,
+        message: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        routed: bool = True,
     ) -> Handle | None:
         """``send``, returning a handle that :meth:`withdraw` can take the message back with.
 
@@ -161,6 +166,8 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         bytes, Redis' ``maxmemory``). With a ``timeout``, raises ``TimeoutError`` once it has
         passed, and the message is then never sent, or withdrawn if Redis took it anyway (see
         :mod:`channels_rpc._redis.sender`): a caller that gave up may answer "not sent".
+        ``routed=False`` sends to the channel's own front-end whatever its session's route
+        says (``rpc.handover`` asks the front-end a session was taken from).
         """
         if not isinstance(message, dict):
             raise TypeError("message is not a dict")
@@ -178,7 +185,7 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
             capacity=self.get_capacity(channel),
             byte_capacity=self.get_byte_capacity(channel),
             timeout=timeout,
-            routes=(channel,) if target != channel else (),  # their sessions' routes
+            routes=(channel,) if target != channel and routed else (),  # their sessions' routes
         )
         return handle if handle.prefix else None
 

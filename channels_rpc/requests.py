@@ -78,7 +78,7 @@ class RequestHandling:
 
         async def _close_abusive(self, reason: str) -> None: ...
 
-        async def _resumed(self, answer: str) -> None: ...
+        async def _resumed(self, id_json: str) -> None: ...
 
         def openrpc_document(self, specs: list[MethodSpec]) -> dict[str, Any]: ...
 
@@ -226,8 +226,8 @@ class RequestHandling:
                     {"reason": "resume only as a single call, the first of its connection"},
                 )
             else:
-                result = await session.resume(item.params, config)
-                await self._resumed(result_frame(id_json, dumps(result)))
+                await session.resume(item.params, config)
+                await self._resumed(id_json)
                 return None
         except JsonRpcError as exc:
             return self._local_error(item.id, exc.error(), batch)

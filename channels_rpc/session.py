@@ -21,18 +21,18 @@ import logging
 import secrets
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from channels_rpc import groups
 from channels_rpc._layer import expiry
-from channels_rpc._redis.sessions import PendingCall, Refused, Resumed, Sessions
+from channels_rpc._redis.sessions import PendingCall, Refused, Sessions
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.envelope import RESPONSE, WORKERS_GROUP, cancel_message
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.logsafe import protect
-from channels_rpc.pending import Pending, PendingCalls
+from channels_rpc.pending import DuplicateId, Pending, PendingCalls
 
 __all__ = [
     "ACK",
@@ -155,6 +155,10 @@ class SessionLink:
         self.window = 0.0
         self._resume: _Resume | None = None
         self.adopted: list[tuple[int, float | None]] = []
+        self.seen = 0  # the last seq the client had seen when it resumed
+        self.running: list[Any] = []  # the ids the resume's answer names
+        #: Taken over from this channel, its calls not handed over yet (see handover.py).
+        self.taken_from: str | None = None
 
     @property
     def active(self) -> bool:
@@ -177,12 +181,12 @@ class SessionLink:
         ensure_sweeper(self.sessions)
         return {"session": self.id, "window": self.window}
 
-    async def resume(self, params: Any, config: RpcConfig) -> dict[str, Any]:
+    async def resume(self, params: Any, config: RpcConfig) -> None:
         """``rpc.resume {session, seq}``: attach the session here; raises -32015 if refused.
 
-        The answer names the calls still running; the kept frames (:meth:`kept`) are written
-        before it, so that a call the client waits on that is neither answered by then nor
-        running is known lost.
+        The answer (:meth:`answer`) names the calls still running; the kept frames
+        (:meth:`kept`) are written before it, so that a call the client waits on that is
+        neither answered by then nor running is known lost.
         """
         session_id, seen = _resume_params(params)
         if self.id is not None or len(self.pending):
@@ -190,21 +194,20 @@ class SessionLink:
         found = await self.sessions.resume(session_id, await self.principal(), self.channel)
         if isinstance(found, Refused):
             raise _refused(found.reason)
-        self._adopt(found)
         self.groups = found.groups
-        self.id, self.window = session_id, found.window
+        self.id, self.window, self.seen = session_id, found.window, seen
         self.outbox = Outbox(
             config.session_max_frames, config.session_max_bytes, max(found.seq, seen)
         )
         self._resume = _Resume(found.messages, seen)
-        ensure_sweeper(self.sessions)
         answered = {m.get("call") for m in found.messages if m.get("type") == RESPONSE}
-        running = [
-            json.loads(call.rpc_id_json)
-            for call in found.calls
-            if _token(call) not in answered and call.rpc_id_json != "null"
-        ]
-        return {"session": session_id, "window": self.window, "running": running}
+        self.adopted = self.adopt(found.calls, answered)
+        self.taken_from = found.previous if found.taken_over else None
+        ensure_sweeper(self.sessions)
+
+    def answer(self) -> dict[str, Any]:
+        """The resume's answer."""
+        return {"session": self.id, "window": self.window, "running": self.running}
 
     def kept(self) -> list[dict[str, Any]]:
         """The messages the resume took, once: frames already seen by the client left out."""
@@ -217,22 +220,30 @@ class SessionLink:
             if m.get("type") != FRAME or int(m.get("seq", 0)) > resume.seen
         ]
 
-    def _adopt(self, found: Resumed) -> None:
-        """Take the session's running calls into this connection's table.
+    def adopt(
+        self, calls: Iterable[PendingCall], answered: Container[Any] = ()
+    ) -> list[tuple[int, float | None]]:
+        """Take the session's calls into this connection's table; name those not ``answered``
+        (by a kept message) as running in the answer.
 
-        ``adopted`` then holds each with the seconds left of its time limit (None: none), for
-        the connection to re-arm its deadline.
+        Returns each with the seconds left of its time limit (None: none), for the connection
+        to re-arm its deadline. (A call whose id the client uses again here is left out: its
+        answer could not be told apart.)
         """
-        self._numbered(t for call in found.calls if (t := _token(call)) is not None)
-        now = self.clock()
-        for call in found.calls:
-            token = _token(call)
-            if token is None:
-                continue
+        numbered = [(token, call) for call in calls if (token := _token(call)) is not None]
+        self._numbered(token for token, _ in numbered)
+        now, adopted = self.clock(), []
+        for token, call in numbered:
             left = None if call.deadline is None else max(0.0, call.deadline - now)
             reply = "" if call.channel == self.channel else call.channel
-            self.pending.adopt(token, call.rpc_id_json, call.method, left, call.queue, reply)
-            self.adopted.append((token, left))
+            try:
+                self.pending.adopt(token, call.rpc_id_json, call.method, left, call.queue, reply)
+            except DuplicateId:
+                continue
+            adopted.append((token, left))
+            if call.rpc_id_json != "null" and token not in answered:
+                self.running.append(json.loads(call.rpc_id_json))
+        return adopted
 
     def _numbered(self, tokens: Iterable[int] = ()) -> None:
         # Answers for calls made on the session's earlier channels are sent on to this one:
@@ -256,15 +267,18 @@ class SessionLink:
         """
         if self.id is None or self.outbox is None:
             return "unknown"
-        now, loop_now = self.clock(), asyncio.get_running_loop().time()
-        records = [_record(p, self.channel, now - loop_now - grace) for p in calls]
         done = await self.sessions.detach(
-            self.id, self.channel, self.window, self.outbox.seq, records
+            self.id, self.channel, self.window, self.outbox.seq, self.records(calls, grace)
         )
         if done == "detached":
             for seq, frame in self.outbox.unacked():
                 await self.sessions.keep(self.channel, {"type": FRAME, "seq": seq, "body": frame})
         return done
+
+    def records(self, calls: list[Pending], grace: float) -> list[PendingCall]:
+        """``calls`` as the session keeps them, deadlines on the layer's clock."""
+        offset = self.clock() - asyncio.get_running_loop().time() - grace
+        return [_record(pending, self.channel, offset) for pending in calls]
 
     async def end(self) -> list[str]:
         """Close 1000: the session ends now. Its other channels, whose calls to cancel."""

@@ -112,8 +112,9 @@ return session_route(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 # KEYS[5]: sessions:expiring, KEYS[6] (when on this host): the new channel's route. ARGV: the
 # session id, the principal, the new channel, the TTL of an attached session, the sessions' key
 # prefix. Returns {'refused', reason}, or {'resumed', channel before, seq, window, frames,
-# calls (flat)}. The channel before, if attached, has its route lose its '+' here when it lives
-# on this host (its route is on this host then), else by the caller, next.
+# calls (flat), state before ('attached': taken over)}. The channel before, if attached, has
+# its route lose its '+' here when it lives on this host (its route is on this host then),
+# else by the caller, next.
 RESUME: Final = Script(
     CLOCK
     + """
@@ -144,7 +145,7 @@ local calls = redis.call('HGETALL', KEYS[2])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 if KEYS[6] then redis.call('SET', KEYS[6], '+' .. ARGV[1], 'EX', ARGV[4]) end
-return {'resumed', s[4], s[6], s[7], frames, calls}
+return {'resumed', s[4], s[6], s[7], frames, calls, s[2]}
 """,
     flags="allow-oom",  # frees the kept frames; its few writes are worth it
 )

@@ -116,6 +116,9 @@ class Resumed:
     window: float
     previous: str  # the channel it was attached to
     groups: list[str]  # the group memberships moved from there to the new channel
+    #: It was attached to ``previous`` (whose front-end has not seen its socket go): that
+    #: front-end still holds its calls and unacknowledged frames (see ``rpc.handover``).
+    taken_over: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ class Sessions:
         answer = await self._run(RESUME, home, keys, args)
         if text(answer[0]) == "refused":
             return Refused(text(answer[1]))
-        _, previous, seq, window, frames, calls = answer
+        _, previous, seq, window, frames, calls, state = answer
         previous = text(previous)
         remote = "@" + session_id
         if self._channel_host(previous) != home:
@@ -267,6 +270,7 @@ class Sessions:
             window=float(window),
             previous=previous,
             groups=groups,
+            taken_over=text(state) == "attached" and previous != channel,
         )
 
     async def end(self, session_id: str, channel: str = "") -> list[str]:

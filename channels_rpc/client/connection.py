@@ -27,6 +27,8 @@ _GREETING: ContextVar[object | None] = ContextVar("channels_rpc_greeting", defau
 
 #: The close code of a front-end that restarts (docs/sessions.md): reconnect at once, no backoff.
 CLOSE_RESTARTING = 4012
+#: The session was resumed on another connection (docs/sessions.md): it is the other's now.
+CLOSE_TAKEN_OVER = 4013
 
 
 class Connection:
@@ -55,6 +57,7 @@ class Connection:
         self._greeting: object | None = None  # the token of the hook running now, if any
         self._runner: asyncio.Task[None] | None = None
         self._at_once = False  # the server asked for a reconnection without backoff
+        self.taken_over = False  # the last socket closed with 4013: its session is elsewhere
 
     async def open(self) -> None:
         """Open the connection and greet it; raises if either fails (no retry until a first
@@ -192,6 +195,7 @@ class Connection:
             async for frame in ws:
                 self._on_frame(list(items(frame)))
         self._at_once = ws.close_code == CLOSE_RESTARTING
+        self.taken_over = ws.close_code == CLOSE_TAKEN_OVER
         if self.state == "closed":
             reason = self.closed_reason
         elif self._reconnect:

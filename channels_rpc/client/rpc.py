@@ -101,6 +101,8 @@ class RpcClient:
 
     def _lost(self, reason: str) -> None:
         """The socket went: its calls fail, unless the session keeps them for the next one."""
+        if self._link.taken_over:  # another connection resumed the session: it is theirs
+            self._session.taken_over()
         self._session.detached(ConnectionLost(reason), self._link.state == "reconnecting")
 
     def _received(self, frame: list[dict[str, Any]]) -> None:

@@ -92,6 +92,12 @@ class Session:
             self._acks.cancel()
         self._calls.fail_sent(error, bound_only=reconnecting and self.id is not None)
 
+    def taken_over(self) -> None:
+        """The server closed the socket with 4013: another connection resumed the session. Its
+        calls are lost to this client, which opens a new session rather than take it back."""
+        if self.id is not None:
+            self._lost("taken over")
+
     async def close(self) -> None:
         if self._acks is not None:
             self._acks.cancel()

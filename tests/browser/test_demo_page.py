@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from websockets.sync.client import connect
 
 from channels_rpc._redis.scripts import sessions_prefix
 from tests.browser.conftest import PLAYWRIGHT_MISSING, Pages, Relay, unavailable
@@ -340,3 +341,37 @@ def test_a_session_the_server_lost_fails_its_calls_and_a_new_one_opens(
     assert page.evaluate("seen.lost") == ["unknown or expired"]
     page.click("#call")  # add [1, 2], on the new session
     expect(page.locator("#result")).to_have_text("3")
+
+
+def test_a_session_resumed_by_another_client_is_lost_to_the_page_and_its_call_goes_along(
+    pages: Pages, cluster: LocalCluster
+) -> None:
+    # Anyone holding an anonymous session's id may resume it. The page's socket is still open:
+    # its front-end hands the running call over to the resuming socket and closes the page's
+    # with 4013; the page does not take the session back, but opens a new one.
+    page = pages.open()
+    session_id = start_report(page, at_least=2)
+    with connect(cluster.url(), open_timeout=10) as other:
+        resume = {"jsonrpc": "2.0", "id": "r", "method": "rpc.resume"}
+        other.send(json.dumps({**resume, "params": {"session": session_id, "seq": 0}}))
+        frames = [json.loads(other.recv(timeout=10))]
+        while frames[-1].get("id") != "r":
+            frames.append(json.loads(other.recv(timeout=10)))
+        expect(page.locator("#report-status")).to_contain_text(
+            "error -32015: the session was lost (taken over)"
+        )
+        expect(page.locator("#session")).to_contain_text("the one before was lost (taken over)")
+        assert page.evaluate("seen.closes") == [4013]
+        assert page.evaluate("seen.lost") == ["taken over"]
+        new_id = page.evaluate("rpc.sessionId")
+        assert new_id.startswith("s1.")
+        assert new_id != session_id
+        page.click("#call")  # add [1, 2], on the new session
+        expect(page.locator("#result")).to_have_text("3")
+        # The report went along: the client that took the session can cancel it.
+        (report,) = frames[-1]["result"]["running"]
+        cancel = {"jsonrpc": "2.0", "method": "rpc.cancel", "params": {"id": report}}
+        other.send(json.dumps(cancel))
+        while frames[-1].get("id") != report:
+            frames.append(json.loads(other.recv(timeout=10)))
+        assert frames[-1]["error"]["code"] == -32800

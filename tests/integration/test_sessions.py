@@ -7,11 +7,15 @@ socket (on any front-end) with the last ``seq`` the client saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from redis.asyncio import Redis as AsyncRedis
@@ -106,6 +110,73 @@ async def test_a_cut_connection_resumes_with_every_answer_and_push_once_in_order
     await publisher.close()
 
 
+class HalfOpenRelay:
+    """A TCP relay to a front-end whose :meth:`cut` leaves a half-open connection behind.
+
+    The client's side is dropped; the front-end's side stays open, and what the front-end
+    writes to it is taken and never delivered (as after a NAT or a load balancer forgot the
+    connection): the front-end hears of nothing, its session stays attached.
+    """
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.target = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.path = parts.path
+        self.swallowed = bytearray()  # what the front-end wrote after the cut
+        self._server: asyncio.Server | None = None
+        self._client_writers: list[asyncio.StreamWriter] = []
+        self._upstream_writers: list[asyncio.StreamWriter] = []
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._cut = False
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"ws://127.0.0.1:{port}{self.path}"
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._client_writers.append(writer)
+        self._upstream_writers.append(up_writer)
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            task = asyncio.create_task(self._pump(source, sink))
+            self._pumps.add(task)
+            task.add_done_callback(self._pumps.discard)
+
+    async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await source.read(65536):
+                if self._cut:
+                    self.swallowed += data
+                    continue
+                with contextlib.suppress(ConnectionError):  # (the cut, while writing)
+                    sink.write(data)
+                    await sink.drain()
+
+    def cut(self) -> None:
+        self._cut = True
+        for writer in self._client_writers:
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        for task in list(self._pumps):
+            task.cancel()
+        for writer in self._upstream_writers:
+            writer.transport.abort()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def half_open_relay(url: str) -> AsyncIterator[HalfOpenRelay]:
+    relay = HalfOpenRelay(url)
+    try:
+        yield relay
+    finally:
+        await relay.close()
+
+
 async def open_session(connect: Connect, url: str, **options: Any) -> tuple[RpcSocket, str]:
     sock = await connect(url, **options)
     return sock, (await sock.call("rpc.session"))["result"]["session"]
@@ -133,6 +204,102 @@ async def session_keys(redis: AsyncRedis, session_id: str) -> dict[str, Any]:
         elif kind == b"list":
             found[str(key)] = await redis.lrange(key, 0, -1)
     return found
+
+
+async def test_a_half_open_connection_hands_its_calls_and_frames_to_the_resume_elsewhere(
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
+) -> None:
+    # The old front-end never hears that its socket is gone: the session is still attached
+    # to it when the client resumes on the other front-end.
+    cluster = cluster_factory(frontends=2, workers=1)
+    started = counter(redis_client, cluster, "cancellable-started")
+    completed = counter(redis_client, cluster, "cancellable-completed")
+    finished = counter(redis_client, cluster, "cancellable-finally")
+    group = f"news-{uuid.uuid4().hex[:8]}"
+    async with half_open_relay(cluster.url(frontend=0)) as relay:
+        sock = await connect(await relay.start())
+        session_id = (await sock.call("rpc.session"))["result"]["session"]
+        assert (await sock.call("join", [group]))["result"] == group
+        short = [await sock.request("cancellable", [1.5]) for _ in range(10)]
+        long = [await sock.request("cancellable", [6]) for _ in range(10)]
+
+        async def all_started() -> bool:
+            return await started() == 20
+
+        await wait_until(all_started, timeout=20)
+        seen = last_seq(sock)
+        relay.cut()
+        await closed(sock)
+        cut_at = time.monotonic()
+        publisher = await connect(cluster.url(frontend=1))
+        for n in range(5):  # written by the old front-end to the dead socket
+            assert (await publisher.call("fault_push", [group, "news", n]))["result"] == n
+
+        async def short_ones_done_and_3s_gone() -> bool:
+            return await completed() >= 10 and time.monotonic() - cut_at >= 3
+
+        await wait_until(short_ones_done_and_3s_gone, timeout=20)
+        resumed = await connect(cluster.url(frontend=1))
+        asked = time.monotonic()
+        answer = await resumed.call("rpc.resume", {"session": session_id, "seq": seen})
+        waited = time.monotonic() - asked
+        assert sorted(answer["result"]["running"]) == sorted(long)
+
+        answers = await resumed.wait_for(short + long, timeout=20)
+        assert all(a.response["result"] == "completed" for a in answers.values())
+        assert all(count == 1 for count in answers_per_id(resumed).values())
+        news = [n["params"]["n"] for n in resumed.notifications if n["method"] == "news"]
+        assert news == [0, 1, 2, 3, 4]
+        seqs = [item["seq"] for frame in resumed.frames for item in _items(frame) if "seq" in item]
+        assert seqs == sorted(set(seqs))  # numbered on, each once
+        assert seqs[0] > seen
+
+        async def all_finished() -> bool:
+            return await finished() == 20
+
+        await wait_until(all_finished, timeout=20)
+        assert await completed() == 20  # none cancelled
+        # The old front-end closed the half-open socket with 4013 (a close frame: 0x88, the
+        # payload's length, the code; daphne sends no reason).
+        close_4013 = re.compile(rb"\x88[\x02-\x7d]\x0f\xad")
+        await wait_until(lambda: _holds(relay.swallowed, close_4013), timeout=10)
+        # Live traffic goes on, to the new socket.
+        assert (await publisher.call("fault_push", [group, "news", 5]))["result"] == 5
+        await wait_until(lambda: _news_count(resumed, 6), timeout=10)
+        print(f"resume answered {waited * 1000:.0f} ms after it was sent (old front-end alive)")
+        await resumed.close()
+        await publisher.close()
+
+
+async def test_a_resume_taken_from_a_dead_frontend_is_answered_after_the_wait(
+    cluster_factory: ClusterFactory, connect: Connect
+) -> None:
+    # The old front-end died (SIGKILL) with the session attached: nobody hands over. The resume
+    # is answered after handover.WAIT, without the calls only that front-end knew.
+    cluster = cluster_factory(frontends=2, workers=1)
+    sock, session_id = await open_session(connect, cluster.url(frontend=0))
+    lost = await sock.request("cancellable", [3], rpc_id="lost")
+    seen = last_seq(sock)
+    cluster.frontends[0].send_signal(9)
+    assert cluster.frontends[0].wait_stopped(10) != 0
+    await closed(sock)
+    resumed = await connect(cluster.url(frontend=1))
+    asked = time.monotonic()
+    answer = await resumed.call("rpc.resume", {"session": session_id, "seq": seen}, timeout=10)
+    waited = time.monotonic() - asked
+    assert answer["result"]["running"] == []  # so the client knows `lost` was lost
+    assert 1.5 <= waited < 6, waited
+    assert (await resumed.call("sleep", [3.5]))["result"] == 3.5  # the socket serves, and
+    assert lost not in answers_per_id(resumed)  # the lost call's answer was not delivered
+    await resumed.close()
+
+
+async def _holds(data: bytearray, pattern: re.Pattern[bytes]) -> bool:
+    return pattern.search(data) is not None
+
+
+async def _news_count(sock: RpcSocket, count: int) -> bool:
+    return len([n for n in sock.notifications if n["method"] == "news"]) >= count
 
 
 async def test_foreign_random_and_ended_ids_are_refused_alike_and_change_nothing(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
@@ -149,7 +149,9 @@ async def test_a_session_acknowledges_new_frames_at_most_once_an_interval_and_dr
 class SessionServer:
     """A server with one session: numbers its frames, keeps ``hold`` calls running, and on
     ``drop`` closes the socket without having taken that call (it is not among the running);
-    the notification ``restart`` closes it with 4012."""
+    the notifications ``restart`` and ``takeover`` close it with 4012 and 4013."""
+
+    CLOSES: ClassVar[dict[str, int]] = {"drop": 1011, "restart": 4012, "takeover": 4013}
 
     def __init__(self) -> None:
         self.url = ""
@@ -181,8 +183,8 @@ class SessionServer:
                 self.holds.append(rpc_id)
                 if len(self.holds) == 2:
                     self.held.set()
-            elif method in ("drop", "restart"):  # as a failure does, as a front-end's SIGTERM
-                await ws.close(1011 if method == "drop" else 4012)
+            elif method in self.CLOSES:  # a failure, a front-end's SIGTERM, a takeover
+                await ws.close(self.CLOSES[method])
                 return
             elif method == "add":
                 await self.send(ws, {"id": rpc_id, "result": sum(message["params"])})
@@ -232,3 +234,24 @@ async def test_a_close_4012_reconnects_at_once_and_resumes() -> None:
             await asyncio.wait_for(server.held.wait(), 10)
             await rpc.notify("restart")
             assert await asyncio.wait_for(asyncio.gather(*held), 10) == ["held", "held"]
+
+
+async def test_a_close_4013_loses_the_session_to_its_new_holder_and_opens_another() -> None:
+    # Another connection resumed the session: the client does not take it back (two holders
+    # would take it from each other forever); its calls are lost, and a new session opens.
+    server = SessionServer()
+    async with serve(server.handle, "127.0.0.1", 0) as running:
+        host, port = next(iter(running.sockets)).getsockname()[:2]
+        lost: asyncio.Queue[Any] = asyncio.Queue()
+        url = f"ws://{host}:{port}/"
+        async with RpcClient(url, backoff=(0.01, 0.05), on_session_lost=lost.put_nowait) as rpc:
+            held = [asyncio.create_task(rpc.call("hold")) for _ in range(2)]
+            await asyncio.wait_for(server.held.wait(), 10)
+            await rpc.notify("takeover")
+            for call in held:
+                with pytest.raises(SessionLost, match="taken over"):
+                    await asyncio.wait_for(call, 10)
+            assert await asyncio.wait_for(lost.get(), 10) == "taken over"
+            assert await rpc.call("add", [2, 3]) == 5  # on a new socket, in a new session
+        methods = [frame["method"] for frame in server.frames if frame["method"] != "rpc.ack"]
+        assert methods == ["rpc.session", "hold", "hold", "takeover", "rpc.session", "add"]

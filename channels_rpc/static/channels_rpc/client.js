@@ -36,6 +36,9 @@ const METHOD_NOT_FOUND = -32601;
 const CLOSE_NORMAL = 1000;
 // A front-end that stops closes its sockets so: reconnect (to another one) and resume.
 const CLOSE_RESTARTING = 4012;
+// The session was resumed on another connection (another tab or client holding its id): it is
+// theirs now, and this client starts a new one rather than take it back.
+const CLOSE_TAKEN_OVER = 4013;
 // Milliseconds between two rpc.ack while frames arrive.
 const ACK_INTERVAL = 1000;
 
@@ -173,6 +176,7 @@ export class RpcClient extends EventTarget {
     ws.onclose = (event) => {
       if (this.#ws !== ws) return; // close() dealt with it
       const retry = this.reconnect && !this.#closing && (opened || !first);
+      if (event.code === CLOSE_TAKEN_OVER && this.#session !== null) this.#lose("taken over");
       this.#dropped(retry);
       if (retry) {
         if (opened) this.#ready = deferred();
