@@ -165,10 +165,14 @@ class SessionHandling:
         outbox, send = session.outbox, self.channel_layer.send
         if session.id is None or outbox is None:
             return
+        # What this connection held back, waiting for a handover itself, goes on after them.
+        held, self._held = self._held or [], None
         try:
             for seq, frame in outbox.unacked():
                 await send(self.channel_name, {"type": FRAME, "seq": seq, "body": frame})
             await send(self.channel_name, handover.handed(session.id, outbox.seq, records))
+            for message in held:
+                await self.channel_layer.sessions.keep(self.channel_name, message)
         except Exception as exc:
             logger.warning("could not hand the session of %s over: %r", self.channel_name, exc)
 
