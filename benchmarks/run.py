@@ -50,13 +50,22 @@ class Targets:
     cluster: LocalCluster
     urls: dict[str, str] = field(default_factory=dict)
     servers: dict[str, Process] = field(default_factory=dict)
+    #: This package with METRICS off: a front-end and workers of their own, same Redis.
+    unmetered: LocalCluster | None = None
 
     @property
     def workers(self) -> list[Process]:
         return self.cluster.workers
 
+    def workers_of(self, target: str) -> list[Process]:
+        if target == NO_METRICS and self.unmetered is not None:
+            return self.unmetered.workers
+        return self.workers if target in ("rpc", SESSIONS) else []
+
     def stop(self) -> None:
         self.cluster.stop()
+        if self.unmetered is not None:
+            self.unmetered.stop()
         if "v1" in self.servers:
             self.servers["v1"].stop()
         self.cluster.redis.stop()
@@ -103,9 +112,16 @@ def start(workers: int, queues: Sequence[Sequence[str]] = (), *, baseline: bool 
         if baseline:
             targets.servers["v1"], port = start_upstream(log_dir)
             targets.urls["v1"] = f"ws://127.0.0.1:{port}/rpc/"
+            targets.unmetered = unmetered = LocalCluster(
+                cluster.redis, log_dir, app=cluster.app, settings=cluster.settings,
+                env_extra={"RPC_METRICS": "0"},
+            )  # fmt: skip
+            targets.servers[NO_METRICS] = unmetered.start_frontend()
+            for index in range(workers):
+                unmetered.start_worker(queues[index] if queues else ())
+            targets.urls[NO_METRICS] = unmetered.url("/rpc/")
     except BaseException:
-        cluster.stop()
-        cluster.redis.stop()
+        targets.stop()
         raise
     return targets
 
@@ -140,8 +156,8 @@ def loadgen(url: str, load: Load, session: bool = False) -> dict[str, Any]:
 def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
     """One load against one target, with the CPU its server (and workers) spent per call."""
     server = targets.servers[target]
-    ours = target in ("rpc", SESSIONS)
-    workers = targets.workers if ours else []
+    ours = target in ("rpc", SESSIONS, NO_METRICS)
+    workers = targets.workers_of(target)
     redis_proc = targets.cluster.redis.proc
     redis = [redis_proc] if ours and redis_proc is not None else []
     before = [p.cpu_seconds() for p in (server, *workers, *redis)]
@@ -186,6 +202,8 @@ def idle_memory(targets: Targets, target: str, sockets: int) -> float:
 RATE = "calls_per_s"
 #: This package with every connection in a session (docs/sessions.md): seq on every frame.
 SESSIONS = "sessions"
+#: This package with CHANNELS_RPC["METRICS"] off (docs/metrics.md): no per-call counting.
+NO_METRICS = "nometrics"
 
 
 @dataclass
@@ -201,7 +219,7 @@ def scenarios(quick: bool) -> list[Scenario]:
     def load(connections: int, in_flight: int, full: int, fast: int, **request: Any) -> Load:
         return Load(connections, in_flight, fast if quick else full, request)
 
-    everyone, libraries = ("rpc", SESSIONS, "v1", "raw"), ("rpc", "v1")
+    everyone, libraries = ("rpc", SESSIONS, NO_METRICS, "v1", "raw"), ("rpc", "v1")
     sleep, kib = {"method": "sleep", "params": [10]}, "x" * 1024
     return [
         Scenario("a", "ping, 1 connection", everyone,
@@ -321,6 +339,11 @@ def table(results: dict[str, Any], repeats: int) -> str:
                      f"{on[0] / lat[0]:.2f}x of off", "<= 1.1x"))  # fmt: skip
     rows.append(_row("(b) ... sessions on", rate(on[1]), "-", "-",
                      f"{on[1] / thr[0]:.2f}x of off", ">= 0.9x"))  # fmt: skip
+    off = (m("a", NO_METRICS, "p50_ms"), m("b", NO_METRICS))
+    rows.append(_row("(a) ... metrics off", ms(off[0]), "-", "-",
+                     f"on {lat[0] / off[0]:.2f}x of off", "<= 1.05x"))  # fmt: skip
+    rows.append(_row("(b) ... metrics off", rate(off[1]), "-", "-",
+                     f"on {thr[0] / off[1]:.2f}x of off", ">= 0.95x"))  # fmt: skip
     for key, label in (("c1", "(c) sleep(10 ms) calls/s, 1 x 10"), ("c2", "(c) ... 20 x 10")):
         ours, v1 = m(key, "rpc"), m(key, "v1")
         rows.append(_row(label, rate(ours), rate(v1), "-", f"{ours / v1:.1f}x", ">= 8x"))

@@ -87,6 +87,7 @@ class RpcConfig:
     reply_grace: float = 1.0
     channel_layer: str = "default"
     discovery: bool = True
+    metrics: bool = True  # count calls for Prometheus (channels_rpc.metrics)
     method_modules: tuple[str, ...] = ()
     max_response_size: int = 1024 * 1024
     max_outbound_bytes: int = 4 * 1024 * 1024
@@ -220,6 +221,7 @@ _CHECKS: Final = {
     "reply_grace": _seconds,
     "channel_layer": _name,
     "discovery": _flag,
+    "metrics": _flag,
     "method_modules": _modules,
     "max_response_size": _positive_int,
     "max_outbound_bytes": _positive_int,

@@ -39,7 +39,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, draining, embedded, registry, signals
+from channels_rpc import checks, draining, embedded, metrics, registry, signals
 from channels_rpc._aio import TaskSet
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -105,7 +105,9 @@ class AsyncJsonRpcWebsocketConsumer(
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         config = get_config()
-        self._pending = PendingCalls(config.max_in_flight)
+        self._pending = PendingCalls(
+            config.max_in_flight, observer=metrics.FRONTEND if config.metrics else None
+        )
         self._bucket = TokenBucket(config.rate_limit, 2 * config.rate_limit)
         self._closing = False
         self._accepted = False
@@ -192,6 +194,7 @@ class AsyncJsonRpcWebsocketConsumer(
         await super().accept(subprotocol, headers)
         if not self._accepted:
             self._accepted = True
+            metrics.CONNECTIONS.inc()
             draining.track(self)
             self._subprotocol = subprotocol
             if self._runs_inline(get_config()):
@@ -220,6 +223,7 @@ class AsyncJsonRpcWebsocketConsumer(
         if self._release_worker is not None:
             await self._release_worker()
         if self._accepted:
+            metrics.CONNECTIONS.dec()
             signals.send(
                 signals.rpc_client_disconnected,
                 type(self),
@@ -239,6 +243,7 @@ class AsyncJsonRpcWebsocketConsumer(
 
     async def _close_abusive(self, reason: str) -> None:
         logger.warning("closing %s: %s", self.scope.get("client"), reason)
+        metrics.REFUSALS.labels("rate_limit").inc()
         self._ending = True
         await self.close(code=CLOSE_RATE_LIMITED, reason=reason)
 

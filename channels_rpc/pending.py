@@ -184,6 +184,7 @@ class Pending:
     is_notification: bool = False  # held only until a worker takes it
     reply: str = ""  # the channel it was made on, if another (a resumed session's earlier one)
     due_at: float | None = None  # when its deadline fires, on the scheduler's clock
+    opened_at: float = 0.0  # set by the table's observer, if any
 
     def route(self, frame: str) -> str | None:
         """The frame to write for this answer: itself, or its batch's array once complete."""
@@ -206,15 +207,33 @@ def id_key(rpc_id: JsonId) -> IdKey | None:
 OnExpire = Callable[[Pending], None]
 
 
+class CallObserver(Protocol):
+    """Hears of every call (not notification) entering and leaving a table: metrics.
+
+    ``outcome``: "result", the error code answered ("-32012"), or, for a call that left
+    unanswered, "disconnected" or "detached" (:meth:`PendingCalls.drain`).
+    """
+
+    def opened(self, pending: Pending) -> None: ...
+
+    def closed(self, pending: Pending, outcome: str) -> None: ...
+
+
 class PendingCalls:
     """Pending calls of one connection, by token and by JSON-RPC id; ``limit`` 0: no limit.
 
     ``scheduler`` sets the deadlines (None: the event loop running when one is armed).
     """
 
-    def __init__(self, limit: int, scheduler: Scheduler | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        scheduler: Scheduler | None = None,
+        observer: CallObserver | None = None,
+    ) -> None:
         self.limit: float = limit or math.inf
         self._scheduler = scheduler
+        self._observer = observer
         self._by_token: dict[int, Pending] = {}
         self._by_id: dict[IdKey, int] = {}
         self._last_token = 0
@@ -240,6 +259,8 @@ class PendingCalls:
         self._by_token[pending.token] = pending
         if key is not None:
             self._by_id[key] = pending.token
+        if self._observer is not None:
+            self._observer.opened(pending)
         return pending
 
     def adopt(
@@ -253,6 +274,8 @@ class PendingCalls:
         self._by_token[token] = pending
         if key is not None:
             self._by_id[key] = token
+        if self._observer is not None:
+            self._observer.opened(pending)
         return pending
 
     def renumber(self, after: int) -> None:
@@ -317,7 +340,7 @@ class PendingCalls:
         if pending.is_notification:
             self.take(token)  # its in-flight slot is free again
 
-    def settle(self, token: int, frame: str) -> str | None:
+    def settle(self, token: int, frame: str, outcome: str = "result") -> str | None:
         """Answer a call with ``frame``: the one way a call leaves the table answered.
 
         Returns what to write: the frame, or its batch's array once complete. None when there
@@ -328,6 +351,8 @@ class PendingCalls:
         pending = self.take(token)
         if pending is None or pending.is_notification:
             return None
+        if self._observer is not None:
+            self._observer.closed(pending, outcome)
         return pending.route(frame)
 
     def fail(self, token: int, error: dict[str, Any]) -> str | None:
@@ -335,7 +360,8 @@ class PendingCalls:
         pending = self._by_token.get(token)
         if pending is None:
             return None
-        return self.settle(token, error_frame(pending.id_json, encode_error(error)))
+        frame = error_frame(pending.id_json, encode_error(error))
+        return self.settle(token, frame, str(error.get("code")))
 
     def take(self, token: int) -> Pending | None:
         """Remove and return a pending call, unanswered; None if it was answered already."""
@@ -347,13 +373,17 @@ class PendingCalls:
         pending.disarm()
         return pending
 
-    def drain(self) -> list[Pending]:
-        """Remove and return every pending call (the connection is going away)."""
+    def drain(self, outcome: str = "disconnected") -> list[Pending]:
+        """Remove and return every pending call (the connection is going away): for the
+        observer, ``outcome`` "disconnected" (they are cancelled) or "detached" (they run on
+        for the connection's session)."""
         calls = list(self._by_token.values())
         self._by_token.clear()
         self._by_id.clear()
         for pending in calls:
             pending.disarm()
+            if self._observer is not None and not pending.is_notification:
+                self._observer.closed(pending, outcome)
         return calls
 
 

@@ -85,7 +85,7 @@ class SessionHandling:
             return True
         if kept != "detached":  # closed as a connection without a session is
             return False
-        self._pending.drain()  # they run on, for the session
+        self._pending.drain("detached")  # they run on, for the session
         self._detached = True
         return True
 
@@ -160,7 +160,7 @@ class SessionHandling:
         is now (this channel's route leads there), and forget them: they are not cancelled."""
         calls = [pending for pending in self._pending if not pending.is_notification]
         records = session.records(calls, get_config().reply_grace)
-        self._pending.drain()
+        self._pending.drain("detached")
         self._detached = True  # what comes for this channel from now on is sent on too
         outbox, send = session.outbox, self.channel_layer.send
         if session.id is None or outbox is None:

@@ -34,6 +34,7 @@ from channels_rpc.envelope import VERSION, WORKERS_GROUP, Call, cancel_message
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.guards import Breaker
 from channels_rpc.logsafe import protect
+from channels_rpc.metrics import REFUSALS, answer_outcome
 from channels_rpc.pending import (
     Batch,
     Pending,
@@ -95,7 +96,12 @@ class Calls:
         ``TooManyInFlight`` if the pending table refuses it (it is then not sent).
         """
         timeout = config.timeout_for(spec.timeout)
-        pending = self._pending.open(request.id, spec.name, timeout, batch)
+        try:
+            pending = self._pending.open(request.id, spec.name, timeout, batch)
+        except TooManyInFlight:
+            REFUSALS.labels("in_flight").inc()
+            raise
+        pending.queue = spec.queue or config.default_queue  # (labels a refusal's metrics too)
         # A call without a time limit asks to hear when a worker takes it: until then, the
         # queue's expiry is its deadline (an expired request is dropped, never answered).
         ack = pending.token if timeout is None else None
@@ -167,13 +173,14 @@ class Calls:
         pending = self._pending.arrived(message["call"])
         if pending is None:
             return  # answered already (deadline) or from before this connection: drop
-        body = message["body"]
-        if message["ok"]:
+        body, ok = message["body"], message["ok"]
+        if ok:
             frame = await self._result_frame(pending, body)
         else:
             frame = error_frame(pending.id_json, body)
         limit = get_config().max_response_size
-        if out := self._pending.settle(pending.token, fit(pending.id_json, frame, limit)):
+        outcome = answer_outcome(ok, body)
+        if out := self._pending.settle(pending.token, fit(pending.id_json, frame, limit), outcome):
             await self._write(out)
 
     def taken(self, token: int) -> None:

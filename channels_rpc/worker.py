@@ -20,6 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from time import perf_counter
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -28,7 +29,7 @@ from channels.exceptions import ChannelFull
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import decorators, discovery
+from channels_rpc import decorators, discovery, metrics
 from channels_rpc._aio import TaskSet
 from channels_rpc._layer import ChannelLayer, expiry, work_queue
 from channels_rpc.call_signals import SignalHooks
@@ -100,6 +101,8 @@ class CallHandler:
         # every host agrees on; this host's own clock may be seconds off.
         queue = work_queue(layer)
         clock = queue.clock if queue is not None else time.time
+        self._clock = clock
+        self._metrics = config.metrics
         self._executor = Executor(
             run_sync=self._run_sync,
             hooks=SignalHooks(clock),
@@ -134,6 +137,10 @@ class CallHandler:
         if task is None:
             raise RuntimeError("a CallHandler runs in a task")
         self._running[task] = (call, None)
+        started = perf_counter()
+        if self._metrics:
+            wait = max(0.0, self._clock() - call.sent_at)
+            metrics.QUEUE_WAIT.labels(call.method, call.queue).observe(wait)
         try:
             outcome = await self._execute(call, task)
         except asyncio.CancelledError:
@@ -147,6 +154,9 @@ class CallHandler:
             del self._running[task]
             self._dropped.discard(task)
         await self._reply(call, outcome)
+        if self._metrics:
+            seconds = perf_counter() - started
+            metrics.worker_ran(call.method, call.queue, outcome.ok, outcome.body, seconds)
 
     async def control(self, message: dict[str, Any]) -> None:
         """A control message from the ``rpc.workers`` group: cancel calls of a connection.
@@ -165,6 +175,7 @@ class CallHandler:
                     context._cancel()
                 self._dropped.add(task)
                 task.cancel()
+                metrics.CANCELLATIONS.labels(call.method, call.queue).inc()
         self._revoked.add(reply_to, calls)
 
     async def _execute(self, call: Call, task: asyncio.Task[Any]) -> Outcome:

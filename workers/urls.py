@@ -5,6 +5,7 @@ from django.shortcuts import render
 from django.urls import path
 
 from channels_rpc.health import health_view
+from channels_rpc.views import metrics
 
 
 def index(request: HttpRequest) -> HttpResponse:
@@ -12,4 +13,6 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "workers/demo.html")
 
 
-urlpatterns = [path("", index), path("healthz/", health_view)]
+# /metrics: Prometheus' scrape of this front-end (docs/metrics.md); keep it off the public
+# network (deploy/nginx.conf does not route it).
+urlpatterns = [path("", index), path("healthz/", health_view), path("metrics", metrics)]

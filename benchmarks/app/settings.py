@@ -29,6 +29,7 @@ CHANNELS_RPC = {
     "WORKER_CONCURRENCY": int(os.environ.get("RPC_WORKER_CONCURRENCY", "64")),
     "MAX_MESSAGE_SIZE": 1024 * 1024 - 1024,
     "MAX_STRING_LENGTH": 1024 * 1024,
+    "METRICS": os.environ.get("RPC_METRICS", "1") == "1",
 }
 LOGGING = {
     "version": 1,

@@ -27,11 +27,12 @@ from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import autoreload
 
-from channels_rpc import discovery
+from channels_rpc import discovery, metrics
 from channels_rpc.checks import worker_layer_problem
 from channels_rpc.config import get_config
 from channels_rpc.health import beat
 from channels_rpc.layers import RedisChannelLayer
+from channels_rpc.metrics_server import serve_metrics
 from channels_rpc.registry import known_queues
 from channels_rpc.worker import build_runtime
 
@@ -54,6 +55,17 @@ class Command(BaseCommand):  # type: ignore[misc]
             type=Path,
             default=None,
             help="Touch this file every few seconds while healthy (see rpchealth).",
+        )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="Serve Prometheus metrics at http://HOST:PORT/metrics (0: a free port).",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="The address the metrics listen on (0.0.0.0 in a container).",
         )
         parser.add_argument(
             "--reload",
@@ -85,12 +97,21 @@ class Command(BaseCommand):  # type: ignore[misc]
             f"{_where(layer, queues)}"
         )
 
-        def announce() -> None:  # the pid is the serving process's (--reload starts a child)
-            self.stderr.write(f"rpcworker ready: pid={os.getpid()} {serving}", style_func=_plain)
+        def announce(extra: str) -> None:  # the pid is the serving process's (--reload: a child)
+            line = f"rpcworker ready: pid={os.getpid()} {serving}{extra}"
+            self.stderr.write(line, style_func=_plain)
             self.stderr.flush()
 
+        metrics_at = None
+        if options["metrics_port"] is not None:
+            metrics_at = (options["metrics_host"], options["metrics_port"])
+
         def serve() -> None:
-            asyncio.run(_serve(layer, queues, concurrency, grace, options["health_file"], announce))
+            asyncio.run(
+                _serve(
+                    layer, queues, concurrency, grace, options["health_file"], metrics_at, announce
+                )
+            )
 
         if options["reload"]:
             # A parent process restarts a child that serves until a file changes. A stop or a
@@ -158,9 +179,17 @@ async def _serve(
     concurrency: int,
     grace: float,
     health_file: Path | None,
-    announce: Callable[[], None],
+    metrics_at: tuple[str, int] | None,
+    announce: Callable[[str], None],
 ) -> None:
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
+    metrics.SLOTS.labels("busy").set_function(lambda: runtime.in_flight)
+    metrics.SLOTS.labels("free").set_function(lambda: runtime.concurrency - runtime.in_flight)
+    server, extra = None, ""
+    if metrics_at is not None:
+        server = await serve_metrics(layer, queues, *metrics_at)
+        host, port = server.sockets[0].getsockname()[:2]
+        extra = f" metrics=http://{host}:{port}/metrics"
     heartbeat = (
         asyncio.create_task(beat(layer, health_file, runtime.problem)) if health_file else None
     )
@@ -172,8 +201,10 @@ async def _serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
     runtime.serve(queues)
-    announce()
+    announce(extra)
     await stop.wait()
+    if server is not None:
+        server.close()
     logger.info("rpcworker stopping: %d calls running, %.1f s grace", runtime.in_flight, grace)
     if heartbeat is not None:
         heartbeat.cancel()
