@@ -39,7 +39,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, draining, embedded, metrics, registry, signals
+from channels_rpc import checks, draining, embedded, metrics, registry, signals, status
 from channels_rpc._aio import TaskSet
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -179,6 +179,7 @@ class AsyncJsonRpcWebsocketConsumer(
             self._session = SessionLink(
                 sessions, channel, self._pending, lambda: principal(self.scope)
             )
+        status.ensure_frontend_beat(layer, _frontend_status)
         await super().websocket_connect(message)
         self._memberships.keep_static()
 
@@ -388,6 +389,16 @@ class AsyncJsonRpcWebsocketConsumer(
     def validate_scope(self) -> None:
         """Sanity checks on the scope (kept from channels-rpc 1.0.1): raises if not a dict."""
         validate_scope(self.scope)
+
+
+def _frontend_status() -> dict[str, Any]:
+    """This front-end process, for its heartbeat (``rpcstatus``)."""
+    connections = list(draining.draining.connections)
+    return {
+        "connections": len(connections),
+        "pending": sum(len(c._pending) for c in connections),
+        "methods": status.methods_served(None, get_config().default_queue),
+    }
 
 
 def _utf8_or_none(data: bytes | None) -> str | None:

@@ -27,7 +27,7 @@ from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import autoreload
 
-from channels_rpc import discovery, metrics
+from channels_rpc import discovery, metrics, status
 from channels_rpc.checks import worker_layer_problem
 from channels_rpc.config import get_config
 from channels_rpc.health import beat
@@ -185,6 +185,20 @@ async def _serve(
     runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
     metrics.SLOTS.labels("busy").set_function(lambda: runtime.in_flight)
     metrics.SLOTS.labels("free").set_function(lambda: runtime.concurrency - runtime.in_flight)
+    served = status.methods_served(queues, get_config().default_queue)
+
+    def describe() -> dict[str, Any]:
+        busy = runtime.in_flight
+        return {
+            "queues": queues,
+            "concurrency": runtime.concurrency,
+            "busy": busy,
+            "methods": served,
+        }
+
+    beating = None
+    if getattr(layer, "connection", None) is not None:  # heartbeats for rpcstatus, on Redis
+        beating = asyncio.create_task(status.beat_forever(layer, "worker", describe))
     server, extra = None, ""
     if metrics_at is not None:
         server = await serve_metrics(layer, queues, *metrics_at)
@@ -206,7 +220,8 @@ async def _serve(
     if server is not None:
         server.close()
     logger.info("rpcworker stopping: %d calls running, %.1f s grace", runtime.in_flight, grace)
-    if heartbeat is not None:
-        heartbeat.cancel()
+    for task in (heartbeat, beating):
+        if task is not None:
+            task.cancel()
     await runtime.stop(grace)
     logger.info("rpcworker stopped after %d calls", runtime.handled)
