@@ -88,6 +88,7 @@ class RpcConfig:
     channel_layer: str = "default"
     discovery: bool = True
     metrics: bool = True  # count calls for Prometheus (channels_rpc.metrics)
+    tracing: bool = True  # OpenTelemetry spans, when its API is installed (channels_rpc.tracing)
     method_modules: tuple[str, ...] = ()
     max_response_size: int = 1024 * 1024
     max_outbound_bytes: int = 4 * 1024 * 1024
@@ -222,6 +223,7 @@ _CHECKS: Final = {
     "channel_layer": _name,
     "discovery": _flag,
     "metrics": _flag,
+    "tracing": _flag,
     "method_modules": _modules,
     "max_response_size": _positive_int,
     "max_outbound_bytes": _positive_int,

@@ -39,7 +39,7 @@ from channels.layers import InMemoryChannelLayer
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 
-from channels_rpc import checks, draining, embedded, metrics, registry, signals, status
+from channels_rpc import checks, draining, embedded, metrics, registry, signals, status, tracing
 from channels_rpc._aio import TaskSet
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
@@ -48,6 +48,7 @@ from channels_rpc.groups import Memberships
 from channels_rpc.guards import TokenBucket
 from channels_rpc.logsafe import protect
 from channels_rpc.middleware import apply_response
+from channels_rpc.observing import frontend_observers, frontend_status
 from channels_rpc.pending import Pending, PendingCalls
 from channels_rpc.protocol import utf8_size
 from channels_rpc.push import push_frame
@@ -105,9 +106,7 @@ class AsyncJsonRpcWebsocketConsumer(
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         config = get_config()
-        self._pending = PendingCalls(
-            config.max_in_flight, observer=metrics.FRONTEND if config.metrics else None
-        )
+        self._pending = PendingCalls(config.max_in_flight, observers=frontend_observers(config))
         self._bucket = TokenBucket(config.rate_limit, 2 * config.rate_limit)
         self._closing = False
         self._accepted = False
@@ -172,6 +171,7 @@ class AsyncJsonRpcWebsocketConsumer(
             result_frame=self._result_frame,
             spawn=spawn,
             on_send=self._memberships.note_call,
+            trace_parent=tracing.parents(self.scope) if tracing.enabled(get_config()) else None,
         )
         sessions = getattr(layer, "sessions", None)
         if sessions is not None and not self._runs_inline(get_config()):
@@ -179,7 +179,7 @@ class AsyncJsonRpcWebsocketConsumer(
             self._session = SessionLink(
                 sessions, channel, self._pending, lambda: principal(self.scope)
             )
-        status.ensure_frontend_beat(layer, _frontend_status)
+        status.ensure_frontend_beat(layer, frontend_status)
         await super().websocket_connect(message)
         self._memberships.keep_static()
 
@@ -389,16 +389,6 @@ class AsyncJsonRpcWebsocketConsumer(
     def validate_scope(self) -> None:
         """Sanity checks on the scope (kept from channels-rpc 1.0.1): raises if not a dict."""
         validate_scope(self.scope)
-
-
-def _frontend_status() -> dict[str, Any]:
-    """This front-end process, for its heartbeat (``rpcstatus``)."""
-    connections = list(draining.draining.connections)
-    return {
-        "connections": len(connections),
-        "pending": sum(len(c._pending) for c in connections),
-        "methods": status.methods_served(None, get_config().default_queue),
-    }
 
 
 def _utf8_or_none(data: bytes | None) -> str | None:

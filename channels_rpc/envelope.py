@@ -87,6 +87,7 @@ class Call:
     sent_at: float  # layer-clock seconds, for queue-wait measurements
     scope: Mapping[str, Any]
     ack: int | None = None  # send rpc.taken with this number once a worker takes the request
+    trace: str | None = None  # the front-end's span, as a W3C traceparent (tracing.py)
 
     @property
     def is_notification(self) -> bool:
@@ -107,6 +108,7 @@ class Call:
             "sent": self.sent_at,
             "scope": dict(self.scope),
             "ack": self.ack,
+            "trace": self.trace,
         }
 
     @classmethod
@@ -126,6 +128,7 @@ class Call:
                 sent_at=message["sent"],
                 scope=message["scope"],
                 ack=message.get("ack"),
+                trace=message.get("trace"),
             )
         except KeyError as exc:
             raise EnvelopeError(f"rpc.request without {exc.args[0]!r}") from None

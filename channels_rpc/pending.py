@@ -13,9 +13,8 @@ a call answered already) are dropped. A deadline is a timer the table sets
 (:meth:`~PendingCalls.arm`) on the scheduler it is given: the running event loop, or a fake
 clock in tests.
 
-A batch is answered with one array once every element that expects an answer has one. An array
-too large for one frame keeps its shape: its largest answers are replaced with -32014 errors
-until it fits.
+A call of a batch is answered through its :class:`~channels_rpc.batches.Batch`, which writes
+one array once every element that expects an answer has one.
 
 Notifications are tracked too, from the moment they are enqueued until a worker takes them
 (``rpc.taken``), so that a connection cannot fill the queues with them beyond its in-flight limit;
@@ -29,25 +28,23 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
+from channels_rpc.batches import Batch
 from channels_rpc.exceptions import JsonRpcErrorCode, error_object
 from channels_rpc.logsafe import protect
-from channels_rpc.protocol import JsonId, encode_error, encode_id, error_frame, utf8_size
+from channels_rpc.protocol import JsonId, encode_error, encode_id, error_frame
 
 __all__ = [
-    "Batch",
+    "CallObserver",
     "DuplicateId",
     "Pending",
     "PendingCalls",
     "Scheduler",
     "TooManyInFlight",
-    "answer_now",
     "deadline_error",
-    "fit",
-    "too_large_frame",
     "unclaimed_error",
 ]
 
@@ -87,86 +84,6 @@ class TooManyInFlight(Exception):
         )
 
 
-def too_large_frame(id_json: str, size: int, limit: int, what: str = "response") -> str:
-    """The -32014 answer for a frame of ``size`` bytes that may not exceed ``limit``."""
-    data = {"size": size, "limit": limit, "what": what}
-    return error_frame(
-        id_json, encode_error(error_object(JsonRpcErrorCode.RESPONSE_TOO_LARGE, data=data))
-    )
-
-
-def fit(id_json: str, frame: str, limit: int) -> str:
-    """``frame``, or a -32014 answer for its id if it exceeds ``limit`` bytes.
-
-    Workers of this package never send such answers; a result rewritten by
-    ``process_response`` middleware, or ``rpc.discover`` in a batch, might.
-    """
-    if (size := utf8_size(frame)) <= limit:
-        return frame
-    logger.warning("answer of %d bytes over MAX_RESPONSE_SIZE (%d): -32014", size, limit)
-    return too_large_frame(id_json, size, limit)
-
-
-def answer_now(id_json: str, frame: str, batch: Batch | None, limit: int) -> str | None:
-    """A call answered at once, never pending: the frame to write, or its batch's once complete."""
-    frame = fit(id_json, frame, limit)
-    return batch.add(frame, id_json) if batch is not None else frame
-
-
-class Batch:
-    """Collects the answers of one batch into a single array frame of at most ``limit`` bytes."""
-
-    __slots__ = ("_frames", "_ids", "_limit", "_missing")
-
-    def __init__(self, limit: int | None = None) -> None:
-        self._frames: list[str | None] = []
-        self._ids: list[str] = []
-        self._limit = limit
-        self._missing = 1  # held open until seal(), so the array never leaves half built
-
-    def reserve(self, id_json: str = "null") -> int:
-        self._frames.append(None)
-        self._ids.append(id_json)
-        self._missing += 1
-        return len(self._frames) - 1
-
-    def fill(self, slot: int, frame: str) -> str | None:
-        """Store an answer; returns the array frame when it was the last one missing."""
-        self._frames[slot] = frame
-        self._missing -= 1
-        return self._complete()
-
-    def add(self, frame: str, id_json: str = "null") -> str | None:
-        return self.fill(self.reserve(id_json), frame)
-
-    def seal(self) -> str | None:
-        """Mark the batch fully dispatched; returns the frame if nothing is outstanding."""
-        self._missing -= 1
-        return self._complete()
-
-    def _complete(self) -> str | None:
-        if self._missing or not self._frames:
-            return None
-        if self._limit is not None:
-            self._fit(self._limit)
-        return "[" + ",".join(frame for frame in self._frames if frame is not None) + "]"
-
-    def _fit(self, limit: int) -> None:
-        """Replace the largest answers with -32014 until the array fits in ``limit`` bytes."""
-        sizes = [utf8_size(frame) if frame is not None else -1 for frame in self._frames]
-        total = 1 + sum(size + 1 for size in sizes if size >= 0)  # brackets and commas
-        while total > limit:
-            slot = max(range(len(sizes)), key=sizes.__getitem__)
-            if sizes[slot] < 0:
-                return  # nothing left to shrink (cannot happen within the batch size limit)
-            error = too_large_frame(self._ids[slot], sizes[slot], limit, "batch")
-            if len(error) >= sizes[slot]:
-                return  # only errors are left: as small as it gets
-            self._frames[slot] = error
-            total += len(error) - sizes[slot]
-            sizes[slot] = len(error)
-
-
 @dataclass(slots=True, eq=False)
 class Pending:
     """A call this connection waits on."""
@@ -184,7 +101,8 @@ class Pending:
     is_notification: bool = False  # held only until a worker takes it
     reply: str = ""  # the channel it was made on, if another (a resumed session's earlier one)
     due_at: float | None = None  # when its deadline fires, on the scheduler's clock
-    opened_at: float = 0.0  # set by the table's observer, if any
+    opened_at: float = 0.0  # set by the table's observers, if any
+    span: Any = field(default=None, repr=False)  # its trace span (channels_rpc.tracing)
 
     def route(self, frame: str) -> str | None:
         """The frame to write for this answer: itself, or its batch's array once complete."""
@@ -229,11 +147,11 @@ class PendingCalls:
         self,
         limit: int,
         scheduler: Scheduler | None = None,
-        observer: CallObserver | None = None,
+        observers: Sequence[CallObserver] = (),
     ) -> None:
         self.limit: float = limit or math.inf
         self._scheduler = scheduler
-        self._observer = observer
+        self._observers = tuple(observers)
         self._by_token: dict[int, Pending] = {}
         self._by_id: dict[IdKey, int] = {}
         self._last_token = 0
@@ -259,8 +177,8 @@ class PendingCalls:
         self._by_token[pending.token] = pending
         if key is not None:
             self._by_id[key] = pending.token
-        if self._observer is not None:
-            self._observer.opened(pending)
+        for observer in self._observers:
+            observer.opened(pending)
         return pending
 
     def adopt(
@@ -274,8 +192,8 @@ class PendingCalls:
         self._by_token[token] = pending
         if key is not None:
             self._by_id[key] = token
-        if self._observer is not None:
-            self._observer.opened(pending)
+        for observer in self._observers:
+            observer.opened(pending)
         return pending
 
     def renumber(self, after: int) -> None:
@@ -351,8 +269,8 @@ class PendingCalls:
         pending = self.take(token)
         if pending is None or pending.is_notification:
             return None
-        if self._observer is not None:
-            self._observer.closed(pending, outcome)
+        for observer in self._observers:
+            observer.closed(pending, outcome)
         return pending.route(frame)
 
     def fail(self, token: int, error: dict[str, Any]) -> str | None:
@@ -382,8 +300,9 @@ class PendingCalls:
         self._by_id.clear()
         for pending in calls:
             pending.disarm()
-            if self._observer is not None and not pending.is_notification:
-                self._observer.closed(pending, outcome)
+            if not pending.is_notification:
+                for observer in self._observers:
+                    observer.closed(pending, outcome)
         return calls
 
 

@@ -18,12 +18,13 @@ from channels.db import database_sync_to_async
 from django.core.serializers.json import DjangoJSONEncoder
 
 from channels_rpc import decorators, registry
+from channels_rpc.batches import Batch, answer_now
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
 from channels_rpc.logsafe import protect
 from channels_rpc.middleware import apply_request
 from channels_rpc.openrpc import add_sessions
-from channels_rpc.pending import Batch, DuplicateId, TooManyInFlight, answer_now
+from channels_rpc.pending import DuplicateId, TooManyInFlight
 from channels_rpc.protocol import (
     Rejection,
     Request,

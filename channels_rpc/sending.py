@@ -26,9 +26,10 @@ from typing import Any
 
 from channels.exceptions import ChannelFull
 
-from channels_rpc import unanswered
+from channels_rpc import tracing, unanswered
 from channels_rpc._compat import timeout as time_limit
 from channels_rpc._layer import expiry
+from channels_rpc.batches import Batch, fit
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.envelope import VERSION, WORKERS_GROUP, Call, cancel_message
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode, error_object
@@ -36,12 +37,10 @@ from channels_rpc.guards import Breaker
 from channels_rpc.logsafe import protect
 from channels_rpc.metrics import REFUSALS, answer_outcome
 from channels_rpc.pending import (
-    Batch,
     Pending,
     PendingCalls,
     TooManyInFlight,
     deadline_error,
-    fit,
     unclaimed_error,
 )
 from channels_rpc.protocol import Request, dumps, error_frame
@@ -74,8 +73,10 @@ class Calls:
         result_frame: Callable[[Pending, str], Awaitable[str]],
         spawn: Spawn,
         on_send: Callable[[float | None], None],
+        trace_parent: Callable[[Request], str] | None = None,
     ) -> None:
         self._pending = pending
+        self._trace_parent = trace_parent  # None: no tracing
         self._sender = sender
         self._write = write
         self._result_frame = result_frame
@@ -102,12 +103,17 @@ class Calls:
             REFUSALS.labels("in_flight").inc()
             raise
         pending.queue = spec.queue or config.default_queue  # (labels a refusal's metrics too)
+        trace = None
+        if self._trace_parent is not None:
+            parent = self._trace_parent(request)
+            pending.span = tracing.start_call(spec.name, pending.queue, parent)
+            trace = tracing.traceparent(pending.span)
         # A call without a time limit asks to hear when a worker takes it: until then, the
         # queue's expiry is its deadline (an expired request is dropped, never answered).
         ack = pending.token if timeout is None else None
         try:
             pending.queue, pending.handle = await self._send(
-                spec, _body(request, text), config, pending.token, timeout, ack
+                spec, _body(request, text), config, pending.token, timeout, ack, trace
             )
         except JsonRpcError as exc:
             return self._pending.fail(pending.token, exc.error())
@@ -149,9 +155,12 @@ class Calls:
         token: int | None,
         timeout: float | None,
         ack: int | None,
+        trace: str | None = None,
     ) -> tuple[str, Any]:
         self._on_send(timeout)
-        return await self._sender.send(spec, body, config, token=token, timeout=timeout, ack=ack)
+        return await self._sender.send(
+            spec, body, config, token=token, timeout=timeout, ack=ack, trace=trace
+        )
 
     async def cancel(self, params: Any) -> None:
         """``rpc.cancel`` / ``$/cancelRequest`` ``{"id": X}``: answer X with -32800, stop it."""
@@ -265,6 +274,7 @@ class CallSender:
         token: int | None,
         timeout: float | None,
         ack: int | None = None,
+        trace: str | None = None,
     ) -> tuple[str, Any]:
         """Put a call on its queue; returns the queue and the layer's handle to withdraw it.
 
@@ -286,6 +296,7 @@ class CallSender:
             sent_at=now,
             scope=self._scope(),
             ack=ack,
+            trace=trace,
         )
         breaker = _breaker(self.layer)
         if not breaker.allows():  # the layer just failed: answer now rather than wait again

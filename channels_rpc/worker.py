@@ -20,7 +20,6 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from time import perf_counter
 from typing import Any
 
 from asgiref.sync import SyncToAsync
@@ -29,7 +28,7 @@ from channels.exceptions import ChannelFull
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import decorators, discovery, metrics
+from channels_rpc import decorators, discovery, metrics, tracing
 from channels_rpc._aio import TaskSet
 from channels_rpc._layer import ChannelLayer, expiry, work_queue
 from channels_rpc.call_signals import SignalHooks
@@ -48,6 +47,7 @@ from channels_rpc.envelope import (
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome
 from channels_rpc.logsafe import protect
+from channels_rpc.observing import WorkerWatch
 from channels_rpc.protocol import encode_error
 from channels_rpc.registry import MethodSpec, resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
@@ -102,7 +102,6 @@ class CallHandler:
         queue = work_queue(layer)
         clock = queue.clock if queue is not None else time.time
         self._clock = clock
-        self._metrics = config.metrics
         self._executor = Executor(
             run_sync=self._run_sync,
             hooks=SignalHooks(clock),
@@ -137,13 +136,14 @@ class CallHandler:
         if task is None:
             raise RuntimeError("a CallHandler runs in a task")
         self._running[task] = (call, None)
-        started = perf_counter()
-        if self._metrics:
-            wait = max(0.0, self._clock() - call.sent_at)
-            metrics.QUEUE_WAIT.labels(call.method, call.queue).observe(wait)
+        config = self._config
+        watch = WorkerWatch(
+            call, self._clock, with_metrics=config.metrics, with_tracing=tracing.enabled(config)
+        )
         try:
             outcome = await self._execute(call, task)
         except asyncio.CancelledError:
+            watch.cancelled()
             if task not in self._dropped:  # a stopping worker; the caller did not cancel
                 await self._reply(call, _stopped())
             raise
@@ -154,9 +154,7 @@ class CallHandler:
             del self._running[task]
             self._dropped.discard(task)
         await self._reply(call, outcome)
-        if self._metrics:
-            seconds = perf_counter() - started
-            metrics.worker_ran(call.method, call.queue, outcome.ok, outcome.body, seconds)
+        watch.done(outcome.ok, outcome.body)
 
     async def control(self, message: dict[str, Any]) -> None:
         """A control message from the ``rpc.workers`` group: cancel calls of a connection.

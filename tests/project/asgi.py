@@ -7,6 +7,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.project.settings")
 django_asgi_app = get_asgi_application()
 
+from tests.project import otel  # noqa: E402
+
+otel.configure()  # spans to OTEL_SPANS_DIR, when set (tests/integration/test_tracing.py)
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import path  # noqa: E402

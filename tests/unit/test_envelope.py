@@ -59,7 +59,16 @@ def test_message_keys() -> None:
         "sent",
         "scope",
         "ack",
+        "trace",
     }
+
+
+def test_the_trace_context_travels_and_an_older_front_ends_message_has_none() -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert Call.from_message(make_call(trace=parent).to_message()).trace == parent
+    older = make_call().to_message()
+    del older["trace"]
+    assert Call.from_message(older).trace is None
 
 
 def test_notification_round_trip() -> None:

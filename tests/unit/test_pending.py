@@ -6,15 +6,13 @@ from typing import Any
 
 import pytest
 
+from channels_rpc.batches import Batch, answer_now, fit
 from channels_rpc.pending import (
-    Batch,
     DuplicateId,
     Pending,
     PendingCalls,
     TooManyInFlight,
-    answer_now,
     deadline_error,
-    fit,
     unclaimed_error,
 )
 from channels_rpc.protocol import error_frame, result_frame

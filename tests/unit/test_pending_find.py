@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from channels_rpc.pending import Batch, PendingCalls
+from channels_rpc.batches import Batch
+from channels_rpc.pending import PendingCalls
 
 
 def test_find_returns_the_pending_call_with_that_id_and_keeps_it() -> None:

@@ -1,0 +1,107 @@
+"""OpenTelemetry across the hop, with real processes: the client's trace, the front-end's span,
+the worker's queue wait and run, all one trace (channels_rpc/tracing.py, docs/tracing.md).
+
+Each process writes its ended spans to a file (tests/project/otel.py): an in-memory exporter
+the test reads across processes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.support import ClusterFactory, Connect, wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+def spans_in(directory: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted(directory.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+async def trace_of(directory: Path, trace_id: str, count: int) -> list[dict[str, Any]]:
+    """The spans of ``trace_id``, once ``count`` of them were exported."""
+
+    async def complete() -> bool:
+        return len([s for s in spans_in(directory) if s["trace_id"] == trace_id]) >= count
+
+    await wait_until(complete, timeout=10)
+    return sorted(
+        (s for s in spans_in(directory) if s["trace_id"] == trace_id), key=lambda s: s["start"]
+    )
+
+
+def traceparent() -> tuple[str, str, str]:
+    trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
+    return f"00-{trace_id}-{span_id}-01", trace_id, span_id
+
+
+async def test_one_call_is_one_trace_from_the_client_through_the_queue_to_the_worker(
+    cluster_factory: ClusterFactory, connect: Connect, tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    cluster = cluster_factory(frontends=0, workers=0)
+    cluster.start_frontend(OTEL_SPANS_DIR=str(spans))
+    worker = cluster.start_worker(OTEL_SPANS_DIR=str(spans))
+    sock = await connect(cluster.url())
+    parent, trace_id, client_span = traceparent()
+    request = {"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": [0.05]}
+    await sock.send({**request, "traceparent": parent})
+    assert (await sock.wait_for([1]))[1].response["result"] == 0.05
+
+    frontend, wait, run = await trace_of(spans, trace_id, 3)
+    assert (frontend["name"], frontend["kind"]) == ("rpc sleep", "SERVER")
+    assert frontend["parent_id"] == client_span  # the client's trace goes on
+    assert frontend["pid"] == cluster.frontends[0].pid
+    assert frontend["attributes"]["rpc.outcome"] == "result"
+    assert frontend["attributes"]["messaging.destination"] == "rpc.default"
+    assert (wait["name"], run["name"]) == ("queue wait sleep", "run sleep")
+    for span in (wait, run):
+        assert span["parent_id"] == frontend["span_id"]
+        assert span["pid"] == worker.pid
+        assert span["kind"] == "CONSUMER"
+    assert wait["end"] <= run["start"] + 1_000_000  # the wait, then the run (1 ms of slack)
+    assert run["end"] - run["start"] >= 50_000_000  # sleep(0.05)
+    assert run["attributes"]["rpc.queue_wait_ms"] >= 0
+    # The front-end's span holds the worker's: the round trip includes the hop.
+    assert frontend["start"] <= wait["start"]
+    assert frontend["end"] >= run["end"]
+    print("\n" + "\n".join(_line(span, frontend["start"]) for span in (frontend, wait, run)))
+
+
+async def test_the_handshake_traceparent_is_the_parent_and_errors_mark_the_spans(
+    cluster_factory: ClusterFactory, connect: Connect, tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    cluster = cluster_factory(frontends=0, workers=0)
+    cluster.start_frontend(OTEL_SPANS_DIR=str(spans))
+    cluster.start_worker(OTEL_SPANS_DIR=str(spans))
+    parent, trace_id, page_span = traceparent()
+    sock = await connect(cluster.url(), additional_headers={"traceparent": parent})
+    assert (await sock.call("fault_raise"))["error"]["code"] == -32000
+    frontend, _, run = await trace_of(spans, trace_id, 3)
+    assert frontend["parent_id"] == page_span
+    assert frontend["attributes"]["rpc.outcome"] == "-32000"
+    assert frontend["status"] == run["status"] == "ERROR"
+    # Without a traceparent, each call starts a trace of its own.
+    assert "result" in await sock.call("sleep", [0])
+
+
+def _line(span: dict[str, Any], origin: int) -> str:
+    start = (span["start"] - origin) / 1e6
+    took = (span["end"] - span["start"]) / 1e6
+    return (
+        f"{span['name']:<18} pid {span['pid']:<7} trace {span['trace_id'][:8]}… "
+        f"span {span['span_id'][:8]}… parent {span['parent_id'][:8]}… "
+        f"+{start:7.2f} ms, {took:7.2f} ms"
+    )
