@@ -273,7 +273,10 @@ class QuickStart:
             client.wait_stopped()
             assert code == 0, f"{client.name} exited {code}:\n{client.output()}"
         if self.clients:
-            assert self.clients[-1].output().splitlines() == self.expected_output
+            printed = self.clients[-1].output().splitlines()
+            assert printed == self.expected_output, (
+                f"the client printed {printed}, the README says {self.expected_output}"
+            )
 
     def stop(self) -> None:
         """Stop every process started: clients, then workers, then front-ends."""
