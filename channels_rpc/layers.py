@@ -26,6 +26,9 @@ capacities and expiry, and changes the rest:
 * group memberships made through ``join_group`` are recorded with their channel, capped, and
   undone by ``close_channel``, even when the join arrives after the close
   (:mod:`channels_rpc._redis.memberships`);
+* a host may name Redis Sentinels (``{"sentinels": [...], "master_name": ...}``): a failover
+  has memberships joined again (:mod:`~channels_rpc._redis.sentinel`, docs/failover.md), and
+  ``wait_replicas: N`` makes a worker run what it popped once N replicas have the pop;
 * connections get a read timeout longer than the blocking pop. redis-py 8 defaults it to 5 s,
   the same as the pop, so stock idle receivers die every 5 s (channels_redis#422); with no
   timeout at all a dead server would hang them forever (:mod:`channels_rpc._redis.options`);
@@ -55,10 +58,11 @@ from channels_redis.utils import decode_hosts
 from channels_rpc._redis.clock import RedisClock
 from channels_rpc._redis.inbox import Inbox
 from channels_rpc._redis.memberships import JoinResult, Memberships
-from channels_rpc._redis.options import ByteCapacities, with_timeouts
+from channels_rpc._redis.options import ByteCapacities, ReplicaAcks, with_timeouts
 from channels_rpc._redis.pop import Popper
 from channels_rpc._redis.scripts import WITHDRAW, byte_counter
 from channels_rpc._redis.sender import DEFAULT_BYTE_CAPACITY, Handle, LayerFull, Sender
+from channels_rpc._redis.sentinel import Servers, checked_host
 from channels_rpc._redis.sessions import Sessions
 from channels_rpc._redis.watchdog import WATCH_INTERVAL, Watchdog, endpoint_of
 
@@ -74,18 +78,22 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         watch_interval = float(kwargs.pop("watch_interval", WATCH_INTERVAL))  # not channels-redis'
         byte_capacity = int(kwargs.pop("byte_capacity", DEFAULT_BYTE_CAPACITY))
         channel_byte_capacity = kwargs.pop("channel_byte_capacity", None) or {}
+        acks = ReplicaAcks(
+            int(kwargs.pop("wait_replicas", 0)), float(kwargs.pop("wait_replicas_timeout", 0.5))
+        )
         super().__init__(hosts=hosts, **kwargs)
         self.hosts = [
             {**with_timeouts(host, self.brpop_timeout), "redis_connect_func": self._on_connect}
-            for host in decode_hosts(hosts)
+            for host in map(checked_host, decode_hosts(hosts))
         ]
         self.byte_capacities = ByteCapacities(
             byte_capacity, self.compile_capacities(channel_byte_capacity)
         )
-        self.popper = Popper(int(self.expiry))
+        self.popper = Popper(int(self.expiry), acks)
         self.redis_clock = RedisClock()
         self._reconnect_callbacks: list[Callable[[], None]] = []
         self._epochs: dict[str, Any] = {}
+        self._servers = Servers()  # of Sentinel hosts: a change of server is a failover
         self._epoch_key = self.prefix + "rpc.epoch"
         self._senders: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sender] = (
             weakref.WeakKeyDictionary()
@@ -106,7 +114,8 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         return self.redis_clock.now()
 
     def on_reconnect(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` each time this process finds that Redis restarted.
+        """Call ``callback`` each time this process finds that Redis restarted (or lost data,
+        or failed over to a replica: see ``sentinel.Servers``).
 
         A restarted Redis has forgotten every group membership; holders of memberships
         (connections, workers) use this to join again at once rather than at their next renewal.
@@ -141,8 +150,11 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         endpoint = endpoint_of(connection)
         previous = self._epochs.get(endpoint)
         self._epochs[endpoint] = epoch
+        failed_over = self._servers.failed_over(endpoint, connection)  # (notes the server)
         if previous is not None and previous != epoch:
             logger.warning("Redis at %s lost its data (restarted): joining groups again", endpoint)
+            self.notify_reconnected()
+        elif failed_over:
             self.notify_reconnected()
 
     # ---------------------------------------------------------------------------------------
@@ -299,7 +311,8 @@ class RedisChannelLayer(StockRedisChannelLayer):  # type: ignore[misc]
         """
         keys = self._queue_keys(channels)
         connection = self.connection(self.consistent_hash(channels[0]))
-        popped = await self.popper.take(connection, keys, limit, timeout)
+        # (acked: with ``wait_replicas``, a replica has the pop before the request can run.)
+        popped = await self.popper.take(connection, keys, limit, timeout, acked=True)
         # Scores are Redis' time (the send script's), so Redis' clock tells their age.
         cutoff = self.clock() - self.expiry
         messages = []

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["READ_TIMEOUT_MARGIN", "ByteCapacities", "with_timeouts"]
+__all__ = ["READ_TIMEOUT_MARGIN", "ByteCapacities", "ReplicaAcks", "with_timeouts"]
 
 #: How much longer than a blocking pop a read may take before the connection counts as dead.
 READ_TIMEOUT_MARGIN: Final = 5.0
@@ -31,6 +31,26 @@ class ByteCapacities:
             if pattern.match(channel):
                 return int(capacity)
         return self.default
+
+
+@dataclass(frozen=True)
+class ReplicaAcks:
+    """``wait_replicas``: how many replicas must have a worker's pop before it runs what it
+    took, and ``wait_replicas_timeout``: how long it waits for them (see
+    :mod:`channels_rpc._redis.pop`). 0 replicas: it does not wait (the default)."""
+
+    replicas: int = 0
+    timeout: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.replicas < 0:
+            raise ValueError(f"wait_replicas={self.replicas}: a number of replicas, 0 or more")
+        # The wait shares a round trip with the blocking pop, within the read timeout's margin.
+        if not 0 < self.timeout <= READ_TIMEOUT_MARGIN / 2:
+            raise ValueError(
+                f"wait_replicas_timeout={self.timeout}: more than 0 and at most "
+                f"{READ_TIMEOUT_MARGIN / 2} s"
+            )
 
 
 def with_timeouts(host: dict[str, Any], blocking_read: float) -> dict[str, Any]:

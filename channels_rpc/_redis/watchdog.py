@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from channels_rpc._aio import cancel_and_wait
 from channels_rpc._redis.scripts import Script
+from channels_rpc._redis.sentinel import sentinel_endpoint
 
 __all__ = ["WATCH_INTERVAL", "Watchdog", "endpoint_of"]
 
@@ -209,7 +210,14 @@ class Watchdog:
 
 
 def endpoint_of(attributes: Any) -> str:
-    """Which Redis server and database: from a connection or a pool's connection arguments."""
+    """Which Redis server and database: from a connection or a pool's connection arguments.
+
+    For a Sentinel host, the name of the primary rather than the server that serves it now:
+    its data (and the epoch marker) moves with a failover.
+    """
+    sentinel = sentinel_endpoint(attributes)
+    if sentinel is not None:
+        return sentinel
 
     def get(name: str, default: object) -> object:
         if isinstance(attributes, dict):

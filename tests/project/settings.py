@@ -34,6 +34,17 @@ CHANNELS_RPC = {
     # A test may change any of these for the processes it starts.
     **json.loads(os.environ.get("CHANNELS_RPC_OVERRIDES", "{}")),
 }
+if os.environ.get("REDIS_SENTINELS") and REDIS_URL:
+    # The layer on a Sentinel-monitored primary (tests/integration/reliability/test_sentinel.py):
+    # "host:port,host:port,..." and the name they monitor it under. REDIS_URL stays the Redis
+    # of the probes' counters (tests.project.counters): a record of which calls ran must not
+    # sit in the Redis that fails over.
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [
+        {
+            "sentinels": os.environ["REDIS_SENTINELS"].split(","),
+            "master_name": os.environ.get("REDIS_SENTINEL_MASTER", "mymaster"),
+        }
+    ]
 if "CHANNEL_LAYER_OVERRIDES" in os.environ and REDIS_URL:
     CHANNEL_LAYERS["default"]["CONFIG"].update(json.loads(os.environ["CHANNEL_LAYER_OVERRIDES"]))
 

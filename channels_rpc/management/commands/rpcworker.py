@@ -161,6 +161,9 @@ def _where(layer: Any, queues: list[str]) -> str:
     if not isinstance(layer, RedisChannelLayer):
         return f"layer={type(layer).__module__}.{type(layer).__qualname__}"
     host = layer.hosts[layer.consistent_hash(queues[0])]
+    if "master_name" in host:  # Sentinels name the primary, wherever it is now
+        sentinels = ",".join(f"{h}:{p}" for h, p in host.get("sentinels", ()))
+        return f"redis=sentinel:{host['master_name']} via {sentinels}"
     address = host.get("address")
     if not isinstance(address, str):
         return f"redis={host.get('host', 'localhost')}:{host.get('port', 6379)}"
