@@ -79,8 +79,10 @@ def test_redis_and_postgres_have_health_checks_and_the_app_waits_for_them(
     assert services["redis"]["healthcheck"]["test"][-2:] == ["redis-cli", "ping"]
     postgres = services["postgres"]
     environment = postgres["environment"]
+    # Over TCP: the image's first server, on a fresh volume, listens on its socket only.
     assert postgres["healthcheck"]["test"][1:] == [
-        "pg_isready", "-U", environment["POSTGRES_USER"], "-d", environment["POSTGRES_DB"],
+        "pg_isready", "-h", "127.0.0.1",
+        "-U", environment["POSTGRES_USER"], "-d", environment["POSTGRES_DB"],
     ]  # fmt: skip
     for name in APP_SERVICES:
         assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -270,7 +272,7 @@ def test_the_image_installs_the_package_with_its_static_files_and_the_deploy_ext
     readme = re.search(r'^readme = "(.+)"$', project, re.M)
     assert readme
     assert readme.group(1) in copied  # the wheel's build reads it
-    assert re.search(r'^deploy = \[.*"psycopg\[binary\]', project, re.M)
+    assert re.search(r'^deploy = \[.*"psycopg\[binary,pool\]', project, re.M)
     # Every file under channels_rpc/static is package data, so in the wheel; none is ignored.
     package_data = project.split("[tool.setuptools.package-data]", 1)[1]
     data = re.search(r"^channels_rpc = \[(.*)\]$", package_data, re.M)
