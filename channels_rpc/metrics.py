@@ -23,6 +23,8 @@ from typing import Any, Final, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
+from channels_rpc._layer import redis_hosts, work_queue
+
 __all__ = [
     "CONTENT_TYPE",
     "FRONTEND",
@@ -111,9 +113,16 @@ class Pending(Protocol):
 
 
 class FrontendCalls:
-    """Hears of every call entering and leaving a connection's pending table."""
+    """Hears of every call entering and leaving a connection's pending table.
 
-    __slots__ = ()
+    Keeps the labelled children it used (``labels()`` takes a lock and builds a key each time):
+    a call costs two dict lookups, an increment and an observation.
+    """
+
+    __slots__ = ("_children",)
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
 
     def opened(self, pending: Pending) -> None:
         pending.opened_at = time.perf_counter()
@@ -122,10 +131,17 @@ class FrontendCalls:
     def closed(self, pending: Pending, outcome: str) -> None:
         IN_FLIGHT.dec()
         method, queue = pending.method, pending.queue or "-"
-        CALLS.labels(method, queue, outcome).inc()
+        children = self._children.get((method, queue))
+        if children is None:
+            children = self._children[(method, queue)] = (CALL_SECONDS.labels(method, queue), {})
+        seconds, counters = children
+        counter = counters.get(outcome)
+        if counter is None:
+            counter = counters[outcome] = CALLS.labels(method, queue, outcome)
+        counter.inc()
         if outcome in _LEFT:
             return
-        CALL_SECONDS.labels(method, queue).observe(time.perf_counter() - pending.opened_at)
+        seconds.observe(time.perf_counter() - pending.opened_at)
         if outcome == "-32012":
             DEADLINES.labels(method, queue).inc()
         elif outcome == "-32010":
@@ -167,12 +183,11 @@ async def read_queues(layer: Any, queues: Iterable[str]) -> None:
     The Redis layer keeps a queue as a sorted set scored by Redis' time at enqueue; other
     layers report no queues.
     """
-    connection_of = getattr(layer, "connection", None)
-    if connection_of is None:
+    if work_queue(layer) is None or redis_hosts(layer) is None:
         return
     now = layer.clock()
     for queue in sorted(set(queues)):
-        connection = connection_of(layer.consistent_hash(queue))
+        connection = layer.connection(layer.consistent_hash(queue))
         key = layer.prefix + queue
         async with connection.pipeline(transaction=False) as pipe:
             pipe.zcard(key)

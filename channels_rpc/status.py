@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from channels_rpc import registry
+from channels_rpc._layer import redis_hosts, work_queue
 
 __all__ = [
     "BEAT_SECONDS",
@@ -32,6 +33,7 @@ __all__ = [
     "beat_forever",
     "ensure_frontend_beat",
     "methods_served",
+    "on_redis",
     "snapshot",
     "warnings",
 ]
@@ -90,9 +92,14 @@ _frontend_beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Ta
 )
 
 
+def on_redis(layer: Any) -> bool:
+    """Whether ``layer`` is this package's Redis layer: work queues on Redis hosts."""
+    return work_queue(layer) is not None and redis_hosts(layer) is not None
+
+
 def ensure_frontend_beat(layer: Any, describe: Callable[[], dict[str, Any]]) -> None:
     """Beat for this front-end process from the running loop, once per loop (on Redis only)."""
-    if getattr(layer, "connection", None) is None:
+    if not on_redis(layer):
         return
     loop = asyncio.get_running_loop()
     task = _frontend_beats.get(loop)

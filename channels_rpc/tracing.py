@@ -74,12 +74,24 @@ def parents(scope: dict[str, Any]) -> Callable[[Any], str]:
     return parent
 
 
-def start_call(method: str, queue: str, parent: str) -> Any:
-    """The front-end's span of a call (ended by :class:`TracingCalls`); None without the API."""
+def _tracer() -> Any:
+    """The tracer, or None while no SDK provider is set (every span would be a no-op: skip the
+    work). Looked up per call: an application may set its provider after the first one."""
     if trace is None:
         return None
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, trace.ProxyTracerProvider):
+        return None
+    return provider.get_tracer(_TRACER)
+
+
+def start_call(method: str, queue: str, parent: str) -> Any:
+    """The front-end's span of a call (ended by :class:`TracingCalls`); None if not traced."""
+    tracer = _tracer()
+    if tracer is None:
+        return None
     context = _propagator().extract({"traceparent": parent}) if parent else None
-    return trace.get_tracer(_TRACER).start_span(
+    return tracer.start_span(
         f"rpc {method}",
         context=context,
         kind=SpanKind.SERVER,
@@ -119,10 +131,10 @@ class WorkerSpan:
 
     def __init__(self, method: str, queue: str, parent: str | None, waited: float) -> None:
         self._span: Any = None
-        if trace is None or not parent:
+        tracer = _tracer()
+        if tracer is None or not parent:
             return
         context = _propagator().extract({"traceparent": parent})
-        tracer = trace.get_tracer(_TRACER)
         now = time.time_ns()
         attributes = {"rpc.system": "jsonrpc", "rpc.method": method, "messaging.destination": queue}
         wait = tracer.start_span(

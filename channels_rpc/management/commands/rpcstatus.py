@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from channels_rpc import discovery
 from channels_rpc.config import get_config
 from channels_rpc.registry import known_queues
-from channels_rpc.status import Snapshot, snapshot, warnings
+from channels_rpc.status import Snapshot, on_redis, snapshot, warnings
 
 
 class Command(BaseCommand):  # type: ignore[misc]
@@ -40,7 +40,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         config = get_config()
         discovery.import_application()  # the registered methods name the queues to show
         layer = get_channel_layer(options["layer"] or config.channel_layer)
-        if getattr(layer, "connection", None) is None:
+        if not on_redis(layer):
             raise CommandError(
                 "rpcstatus reads Redis: CHANNEL_LAYERS must use "
                 "channels_rpc.layers.RedisChannelLayer (the in-memory layer has no status).",

@@ -200,7 +200,7 @@ async def _serve(
         }
 
     beating = None
-    if getattr(layer, "connection", None) is not None:  # heartbeats for rpcstatus, on Redis
+    if status.on_redis(layer):  # heartbeats for rpcstatus
         beating = asyncio.create_task(status.beat_forever(layer, "worker", describe))
     server, extra = None, ""
     if metrics_at is not None:

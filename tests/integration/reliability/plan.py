@@ -47,7 +47,8 @@ PLAN: dict[str, tuple[str, str]] = {
     ),
     "T14": (
         "Burst beyond queue capacity, no worker",
-        "-32010 within 100 ms; queued calls -32012; socket stays open",
+        "-32010 within 0.5 s of its send (no wait for a timeout); queued calls -32012; socket "
+        "stays open",
     ),
     "T15": (
         "Per-connection in-flight limit N + 1",

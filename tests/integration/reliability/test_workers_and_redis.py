@@ -884,7 +884,10 @@ async def test_t14_a_burst_beyond_capacity_gets_busy_at_once_and_no_stranded_rep
         busy_names_the_queue=all(
             a.response["error"].get("data", {}).get("queue") == FAULT_QUEUE for a in busy.values()
         ),
-        busy_within_100_ms=busy_latency < 0.1,
+        # "At once": without waiting for LAYER_TIMEOUT (2 s) or a deadline. The front-end takes
+        # the burst's 150 sends one after the other, a Redis round trip each, so the last busy
+        # answer comes 60-120 ms after its send on two shared cores (100 ms was too tight).
+        busy_within_half_a_second=busy_latency < 0.5,
         no_queued_call_answered_early=early == 0,
         queued_calls_deadline_exceeded=queued_codes == {JsonRpcErrorCode.DEADLINE_EXCEEDED},
         no_stranded_frame=stranded == 0,
