@@ -30,6 +30,7 @@ __all__ = [
     "FRONTEND",
     "FrontendCalls",
     "answer_outcome",
+    "child",
     "read_queues",
     "render",
     "worker_ran",
@@ -112,17 +113,23 @@ class Pending(Protocol):
     opened_at: float
 
 
+_children: dict[int, dict[tuple[str, ...], Any]] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, kept: ``labels()`` takes a lock and builds its key each time,
+    this is a dict lookup (labels are bounded, and so is what is kept)."""
+    kept = _children.setdefault(id(metric), {})
+    found = kept.get(labels)
+    if found is None:
+        found = kept[labels] = metric.labels(*labels)
+    return found
+
+
 class FrontendCalls:
-    """Hears of every call entering and leaving a connection's pending table.
+    """Hears of every call entering and leaving a connection's pending table."""
 
-    Keeps the labelled children it used (``labels()`` takes a lock and builds a key each time):
-    a call costs two dict lookups, an increment and an observation.
-    """
-
-    __slots__ = ("_children",)
-
-    def __init__(self) -> None:
-        self._children: dict[tuple[str, str], tuple[Any, dict[str, Any]]] = {}
+    __slots__ = ()
 
     def opened(self, pending: Pending) -> None:
         pending.opened_at = time.perf_counter()
@@ -131,21 +138,14 @@ class FrontendCalls:
     def closed(self, pending: Pending, outcome: str) -> None:
         IN_FLIGHT.dec()
         method, queue = pending.method, pending.queue or "-"
-        children = self._children.get((method, queue))
-        if children is None:
-            children = self._children[(method, queue)] = (CALL_SECONDS.labels(method, queue), {})
-        seconds, counters = children
-        counter = counters.get(outcome)
-        if counter is None:
-            counter = counters[outcome] = CALLS.labels(method, queue, outcome)
-        counter.inc()
+        child(CALLS, method, queue, outcome).inc()
         if outcome in _LEFT:
             return
-        seconds.observe(time.perf_counter() - pending.opened_at)
+        child(CALL_SECONDS, method, queue).observe(time.perf_counter() - pending.opened_at)
         if outcome == "-32012":
-            DEADLINES.labels(method, queue).inc()
+            child(DEADLINES, method, queue).inc()
         elif outcome == "-32010":
-            REFUSALS.labels("busy").inc()
+            child(REFUSALS, "busy").inc()
 
 
 #: The observer front-ends give their pending tables (it keeps no state of its own).
@@ -163,10 +163,10 @@ def worker_ran(method: str, queue: str, ok: bool, body: str, seconds: float) -> 
     outcome = "result" if ok else str(error.get("code", "error"))
     if outcome == "-32601":
         method = "-"  # a request no front-end sent (written into Redis): its name is no label
-    RUN_SECONDS.labels(method, queue, outcome).observe(seconds)
+    child(RUN_SECONDS, method, queue, outcome).observe(seconds)
     data = error.get("data")
     if outcome == "-32603" and isinstance(data, dict) and "timeout" in data:
-        TIMEOUTS.labels(method, queue).inc()  # (the error 1.0.1 answered at a time limit)
+        child(TIMEOUTS, method, queue).inc()  # (the error 1.0.1 answered at a time limit)
 
 
 def _error(body: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ class WorkerWatch:
         self._started = perf_counter()
         waited = max(0.0, clock() - call.sent_at)  # both on the layer's clock
         if with_metrics:
-            metrics.QUEUE_WAIT.labels(call.method, call.queue).observe(waited)
+            metrics.child(metrics.QUEUE_WAIT, call.method, call.queue).observe(waited)
         self._span = (
             tracing.WorkerSpan(call.method, call.queue, call.trace, waited)
             if with_tracing and call.trace
