@@ -64,7 +64,8 @@ class RpcContext:
         self.is_notification = is_notification
         self._scope = scope
         self._user_loader = user_loader
-        self._cancelled = cancelled or threading.Event()
+        # Made on the first cancel: an Event per call was 4% of a worker's time at ping load.
+        self._cancelled = cancelled
 
     @property
     def scope(self) -> Mapping[str, Any]:
@@ -75,11 +76,16 @@ class RpcContext:
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled is not None and self._cancelled.is_set()
 
     def _cancel(self) -> None:
         """Set ``cancelled`` (done by the worker, from any thread)."""
-        self._cancelled.set()
+        if self._cancelled is None:
+            event = threading.Event()
+            event.set()
+            self._cancelled = event  # (a reader sees None or a set Event, never an unset one)
+        else:
+            self._cancelled.set()
 
     async def notify(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to the caller's connection only.

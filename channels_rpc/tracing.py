@@ -50,8 +50,9 @@ _LEFT: Final = frozenset({"disconnected", "detached"})
 
 
 def enabled(config: Any) -> bool:
-    """Whether to trace: the API is installed and ``TRACING`` is on."""
-    return AVAILABLE and bool(config.tracing)
+    """Whether to trace: ``TRACING`` is on, the API installed and an SDK provider set. (Asked
+    per connection and per worker call: a provider set later applies from then on.)"""
+    return bool(config.tracing) and _tracer() is not None
 
 
 def _propagator() -> Any:
