@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
-from channels_rpc._layer import redis_hosts, work_queue
+from channels_rpc._redis.backlog import backlog, on_redis
 
 __all__ = [
     "CONTENT_TYPE",
@@ -178,23 +178,14 @@ def _error(body: str) -> dict[str, Any]:
 
 
 async def read_queues(layer: Any, queues: Iterable[str]) -> None:
-    """Set the depth and oldest-age gauges of ``queues`` from the layer, now.
-
-    The Redis layer keeps a queue as a sorted set scored by Redis' time at enqueue; other
-    layers report no queues.
-    """
-    if work_queue(layer) is None or redis_hosts(layer) is None:
+    """Set the depth and oldest-age gauges of ``queues`` from the layer, now (this package's
+    Redis layer only: other layers report no queues)."""
+    if not on_redis(layer):
         return
-    now = layer.clock()
     for queue in sorted(set(queues)):
-        connection = layer.connection(layer.consistent_hash(queue))
-        key = layer.prefix + queue
-        async with connection.pipeline(transaction=False) as pipe:
-            pipe.zcard(key)
-            pipe.zrange(key, 0, 0, withscores=True)
-            depth, oldest = await pipe.execute()
+        depth, oldest = await backlog(layer, queue)
         QUEUE_DEPTH.labels(queue).set(depth)
-        QUEUE_OLDEST.labels(queue).set(max(0.0, now - oldest[0][1]) if oldest else 0.0)
+        QUEUE_OLDEST.labels(queue).set(oldest)
 
 
 def render() -> bytes:

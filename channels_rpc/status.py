@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from channels_rpc import registry
-from channels_rpc._layer import redis_hosts, work_queue
+from channels_rpc._redis.backlog import backlog, on_redis
 
 __all__ = [
     "BEAT_SECONDS",
@@ -92,11 +92,6 @@ _frontend_beats: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Ta
 )
 
 
-def on_redis(layer: Any) -> bool:
-    """Whether ``layer`` is this package's Redis layer: work queues on Redis hosts."""
-    return work_queue(layer) is not None and redis_hosts(layer) is not None
-
-
 def ensure_frontend_beat(layer: Any, describe: Callable[[], dict[str, Any]]) -> None:
     """Beat for this front-end process from the running loop, once per loop (on Redis only)."""
     if not on_redis(layer):
@@ -146,23 +141,14 @@ async def snapshot(layer: Any, queues: Iterable[str], sample: float = 1.0) -> Sn
         (found.workers if beat.get("kind") == "worker" else found.frontends).append(beat)
     names = set(queues) | {q for w in found.workers for q in w.get("queues", ())}
     for queue in sorted(names):
-        depth, oldest = await _queue(layer, queue)
+        depth, oldest = await backlog(layer, queue)
         found.queues[queue] = {"depth": depth, "oldest": round(oldest, 1)}
     if sample > 0:
         await asyncio.sleep(sample)
         for queue, entry in found.queues.items():
-            entry["depth_after"], _ = await _queue(layer, queue)
+            entry["depth_after"], _ = await backlog(layer, queue)
             entry["sample"] = sample
     return found
-
-
-async def _queue(layer: Any, queue: str) -> tuple[int, float]:
-    """A queue's depth and the age of its oldest request (Redis time at enqueue)."""
-    connection = layer.connection(layer.consistent_hash(queue))
-    key = layer.prefix + queue
-    depth = int(await connection.zcard(key))
-    first = await connection.zrange(key, 0, 0, withscores=True)
-    return depth, (max(0.0, layer.clock() - first[0][1]) if first else 0.0)
 
 
 def warnings(found: Snapshot) -> list[str]:
