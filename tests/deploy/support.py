@@ -144,7 +144,8 @@ class Postgres:
         return done.stdout.strip()
 
 
-def _postgres_program(name: str) -> str:
+def postgres_program(name: str) -> str:
+    """A PostgreSQL program: on PATH, else Debian's newest /usr/lib/postgresql/*/bin."""
     found = shutil.which(name) or next(
         iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
     )
@@ -153,7 +154,7 @@ def _postgres_program(name: str) -> str:
     return found
 
 
-def _run_as() -> tuple[list[str], int, int]:
+def run_as() -> tuple[list[str], int, int]:
     """How to run PostgreSQL's programs: as ourselves, or, as root (initdb refuses to run as
     root), as the ``postgres`` user."""
     if os.geteuid() != 0:
@@ -171,8 +172,8 @@ def _run_as() -> tuple[list[str], int, int]:
 @contextlib.contextmanager
 def postgres() -> Iterator[Postgres]:
     """initdb, then pg_ctl start on a Unix socket only; stopped and deleted whatever happens."""
-    initdb, pg_ctl, psql = (_postgres_program(n) for n in ("initdb", "pg_ctl", "psql"))
-    prefix, uid, gid = _run_as()
+    initdb, pg_ctl, psql = (postgres_program(n) for n in ("initdb", "pg_ctl", "psql"))
+    prefix, uid, gid = run_as()
     # Under the system temp dir, not pytest's (private to its user): the server may run as
     # another user. A short path, too: a socket's path has a 107-byte limit.
     home = Path(tempfile.mkdtemp(prefix="channels-rpc-pg-"))

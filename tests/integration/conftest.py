@@ -23,7 +23,7 @@ from tests.integration.harness import (
     Redis,
     child_env,
 )
-from tests.integration.support import Connect
+from tests.integration.support import Connect, logs_on_failure
 
 pytestmark = pytest.mark.integration
 
@@ -74,10 +74,7 @@ def cluster_factory(
     finally:
         for cluster in clusters:
             cluster.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            for cluster in clusters:
-                request.node.add_report_section("call", "cluster logs", cluster.logs())
+        logs_on_failure(request, "cluster logs", lambda: "\n".join(c.logs() for c in clusters))
 
 
 @pytest.fixture

@@ -12,10 +12,8 @@ extra) skips the test, saying which is missing; a CI run (``CI`` set) fails inst
 from __future__ import annotations
 
 import contextlib
-import glob
 import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import subprocess
@@ -23,24 +21,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 from urllib.parse import quote
 
-import pytest
-
-from workers.cluster import Process, in_ci
+from tests.deploy.support import postgres_program, run_as, unavailable
+from workers.cluster import Process
 
 __all__ = ["PrivatePostgres", "private_postgres", "unavailable"]
 
 #: The superuser initdb creates; trust authentication, on a socket only we can reach.
 SUPERUSER = "postgres"
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip for something this machine lacks; in a CI run, which must run every test, fail."""
-    if in_ci():
-        pytest.fail(f"a CI run needs this test to run, but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @dataclass
@@ -74,34 +63,9 @@ class PrivatePostgres:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def program(name: str) -> str:
-    """A PostgreSQL program: on PATH, else Debian's newest /usr/lib/postgresql/*/bin."""
-    found = shutil.which(name) or next(
-        iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None
-    )
-    if found is None:
-        unavailable(f"PostgreSQL's {name} is not installed (Debian: apt-get install postgresql)")
-    return found
-
-
-def _run_as() -> tuple[list[str], int, int]:
-    """How to run PostgreSQL's programs: as ourselves, or as root (which initdb and postgres
-    refuse) as the ``postgres`` account, through setpriv."""
-    if os.geteuid() != 0:
-        return [], os.geteuid(), os.getegid()
-    try:
-        account = pwd.getpwnam(SUPERUSER)
-    except KeyError:
-        unavailable("running as root, and no postgres account to run PostgreSQL as")
-    setpriv = [
-        "setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--clear-groups",
-    ]  # fmt: skip
-    return setpriv, account.pw_uid, account.pw_gid
-
-
 def _initdb(prefix: list[str], data: Path) -> None:
     argv = [
-        *prefix, program("initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
+        *prefix, postgres_program("initdb"), "-D", str(data), "-U", SUPERUSER, "--auth=trust",
         "-E", "UTF8", "--locale=C", "--no-sync",
     ]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
@@ -114,8 +78,8 @@ def private_postgres(max_connections: int = 100) -> Iterator[PrivatePostgres]:
     deleted whatever happens."""
     if importlib.util.find_spec("psycopg") is None:
         unavailable("psycopg is not installed (pip install -e '.[deploy]')")
-    postgres = program("postgres")
-    prefix, uid, gid = _run_as()
+    postgres = postgres_program("postgres")
+    prefix, uid, gid = run_as()
     # Under the system temp dir, not pytest's (private to its user): the server may run as
     # another user. A short path too: a socket's path is limited to 107 bytes.
     home = Path(tempfile.mkdtemp(prefix="channels-rpc-pg-"))

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.client import RpcSocket
@@ -38,3 +39,11 @@ def counter(redis: AsyncRedis, cluster: Cluster, name: str) -> Callable[[], Awai
         return int(await redis.get(cluster.counter_key(name)) or 0)
 
     return read
+
+
+def logs_on_failure(request: pytest.FixtureRequest, title: str, logs: Callable[[], str]) -> None:
+    """In a fixture's teardown: attach ``logs()`` to the test's report if the test failed
+    (tests/conftest.py keeps each phase's report on the item)."""
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        request.node.add_report_section("call", title, logs())

@@ -38,7 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from tests.integration.client import RpcSocket
 from tests.integration.harness import Redis
 from tests.integration.postgres import PrivatePostgres, private_postgres, unavailable
-from tests.integration.support import wait_until
+from tests.integration.support import logs_on_failure, wait_until
 from workers.cluster import LocalCluster
 from workers.settings import pool_size_from_env, postgres_settings
 
@@ -139,10 +139,11 @@ def cluster(
         yield cluster
     finally:
         cluster.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            logs = cluster.logs() + "\n----- postgres -----\n" + postgres.log()[-6000:]
-            request.node.add_report_section("call", "cluster logs", logs)
+        logs_on_failure(
+            request,
+            "cluster logs",
+            lambda: cluster.logs() + "\n----- postgres -----\n" + postgres.log()[-6000:],
+        )
 
 
 def project_cluster(

@@ -13,7 +13,8 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ import pytest
 from redis.asyncio import Redis as AsyncRedis
 
 from tests.integration.client import RpcSocket
+from tests.integration.harness import Cluster
 from tests.integration.support import ClusterFactory, Connect, counter, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -54,20 +56,40 @@ async def closed(sock: RpcSocket) -> None:
         await asyncio.gather(sock._reader, return_exceptions=True)
 
 
-async def test_a_cut_connection_resumes_with_every_answer_and_push_once_in_order(
-    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
-) -> None:
-    cluster = cluster_factory(frontends=1, workers=1)
-    started = counter(redis_client, cluster, "cancellable-started")
-    completed = counter(redis_client, cluster, "cancellable-completed")
-    finished = counter(redis_client, cluster, "cancellable-finally")
-    group = f"news-{uuid.uuid4().hex[:8]}"
+@dataclass
+class GapRun:
+    """What :func:`lose_and_resume` leaves for its test to look at further."""
 
-    sock = await connect(cluster.url())
+    sock: RpcSocket  # the socket the session was resumed on
+    publisher: RpcSocket  # pushed to the session's group during the gap
+    group: str
+    waited: float  # seconds the resume's answer took
+
+
+async def lose_and_resume(
+    cluster: Cluster,
+    redis: AsyncRedis,
+    connect: Connect,
+    *,
+    open_url: str,
+    lose: Callable[[RpcSocket], Awaitable[None]],
+    resume_url: str,
+) -> GapRun:
+    """The promise of a session, whichever way its socket is lost (``lose``).
+
+    20 calls run when the socket goes (10 end during the gap: their answers are kept, 10
+    after the resume); 5 pushes to the session's group are sent during the gap; the client
+    resumes 3 s later, on ``resume_url``. Every answer and push arrives once, pushes in order,
+    the frames numbered on from the last the client saw, and no call was cancelled.
+    """
+    started = counter(redis, cluster, "cancellable-started")
+    completed = counter(redis, cluster, "cancellable-completed")
+    finished = counter(redis, cluster, "cancellable-finally")
+    group = f"news-{uuid.uuid4().hex[:8]}"
+    sock = await connect(open_url)
     session = (await sock.call("rpc.session"))["result"]
     assert session["window"] == 30.0
     assert (await sock.call("join", [group]))["result"] == group
-    # 10 calls end during the gap (their answers are kept), 10 after the resume.
     short = [await sock.request("cancellable", [1.5]) for _ in range(10)]
     long = [await sock.request("cancellable", [6]) for _ in range(10)]
 
@@ -76,27 +98,28 @@ async def test_a_cut_connection_resumes_with_every_answer_and_push_once_in_order
 
     await wait_until(all_started, timeout=20)
     seen = last_seq(sock)
-    await cut(sock)
-    cut_at = time.monotonic()
-
-    publisher = await connect(cluster.url())
+    await lose(sock)
+    lost_at = time.monotonic()
+    publisher = await connect(resume_url)
     for n in range(5):
         assert (await publisher.call("fault_push", [group, "news", n]))["result"] == n
 
     async def short_ones_done_and_3s_gone() -> bool:
-        return await completed() >= 10 and time.monotonic() - cut_at >= 3
+        return await completed() >= 10 and time.monotonic() - lost_at >= 3
 
     await wait_until(short_ones_done_and_3s_gone, timeout=20)
-    resumed = await connect(cluster.url())
+    resumed = await connect(resume_url)
+    asked = time.monotonic()
     answer = await resumed.call("rpc.resume", {"session": session["session"], "seq": seen})
+    waited = time.monotonic() - asked
     assert answer["result"]["session"] == session["session"]
     assert sorted(answer["result"]["running"]) == sorted(long)
 
     answers = await resumed.wait_for(short + long, timeout=20)
     assert all(a.response["result"] == "completed" for a in answers.values())
-    news = [n for n in resumed.notifications if n["method"] == "news"]
-    assert [n["params"]["n"] for n in news] == [0, 1, 2, 3, 4]
     assert all(count == 1 for count in answers_per_id(resumed).values())
+    news = [n["params"]["n"] for n in resumed.notifications if n["method"] == "news"]
+    assert news == [0, 1, 2, 3, 4]
     seqs = [item["seq"] for frame in resumed.frames for item in _items(frame) if "seq" in item]
     assert seqs == sorted(set(seqs))  # numbered on, each once
     assert seqs[0] > seen
@@ -106,8 +129,15 @@ async def test_a_cut_connection_resumes_with_every_answer_and_push_once_in_order
 
     await wait_until(all_finished, timeout=20)
     assert await completed() == 20  # none cancelled
-    await resumed.close()
-    await publisher.close()
+    return GapRun(resumed, publisher, group, waited)
+
+
+async def test_a_cut_connection_resumes_with_every_answer_and_push_once_in_order(
+    cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
+) -> None:
+    cluster = cluster_factory(frontends=1, workers=1)
+    url = cluster.url()
+    await lose_and_resume(cluster, redis_client, connect, open_url=url, lose=cut, resume_url=url)
 
 
 class HalfOpenRelay:
@@ -210,65 +240,31 @@ async def test_a_half_open_connection_hands_its_calls_and_frames_to_the_resume_e
     cluster_factory: ClusterFactory, redis_client: AsyncRedis, connect: Connect
 ) -> None:
     # The old front-end never hears that its socket is gone: the session is still attached
-    # to it when the client resumes on the other front-end.
+    # to it when the client resumes on the other front-end (the pushes of the gap are written
+    # by the old front-end to the dead socket).
     cluster = cluster_factory(frontends=2, workers=1)
-    started = counter(redis_client, cluster, "cancellable-started")
-    completed = counter(redis_client, cluster, "cancellable-completed")
-    finished = counter(redis_client, cluster, "cancellable-finally")
-    group = f"news-{uuid.uuid4().hex[:8]}"
     async with half_open_relay(cluster.url(frontend=0)) as relay:
-        sock = await connect(await relay.start())
-        session_id = (await sock.call("rpc.session"))["result"]["session"]
-        assert (await sock.call("join", [group]))["result"] == group
-        short = [await sock.request("cancellable", [1.5]) for _ in range(10)]
-        long = [await sock.request("cancellable", [6]) for _ in range(10)]
 
-        async def all_started() -> bool:
-            return await started() == 20
+        async def half_open(sock: RpcSocket) -> None:
+            relay.cut()
+            await closed(sock)
 
-        await wait_until(all_started, timeout=20)
-        seen = last_seq(sock)
-        relay.cut()
-        await closed(sock)
-        cut_at = time.monotonic()
-        publisher = await connect(cluster.url(frontend=1))
-        for n in range(5):  # written by the old front-end to the dead socket
-            assert (await publisher.call("fault_push", [group, "news", n]))["result"] == n
-
-        async def short_ones_done_and_3s_gone() -> bool:
-            return await completed() >= 10 and time.monotonic() - cut_at >= 3
-
-        await wait_until(short_ones_done_and_3s_gone, timeout=20)
-        resumed = await connect(cluster.url(frontend=1))
-        asked = time.monotonic()
-        answer = await resumed.call("rpc.resume", {"session": session_id, "seq": seen})
-        waited = time.monotonic() - asked
-        assert sorted(answer["result"]["running"]) == sorted(long)
-
-        answers = await resumed.wait_for(short + long, timeout=20)
-        assert all(a.response["result"] == "completed" for a in answers.values())
-        assert all(count == 1 for count in answers_per_id(resumed).values())
-        news = [n["params"]["n"] for n in resumed.notifications if n["method"] == "news"]
-        assert news == [0, 1, 2, 3, 4]
-        seqs = [item["seq"] for frame in resumed.frames for item in _items(frame) if "seq" in item]
-        assert seqs == sorted(set(seqs))  # numbered on, each once
-        assert seqs[0] > seen
-
-        async def all_finished() -> bool:
-            return await finished() == 20
-
-        await wait_until(all_finished, timeout=20)
-        assert await completed() == 20  # none cancelled
+        run = await lose_and_resume(
+            cluster,
+            redis_client,
+            connect,
+            open_url=await relay.start(),
+            lose=half_open,
+            resume_url=cluster.url(frontend=1),
+        )
         # The old front-end closed the half-open socket with 4013 (a close frame: 0x88, the
         # payload's length, the code; daphne sends no reason).
         close_4013 = re.compile(rb"\x88[\x02-\x7d]\x0f\xad")
         await wait_until(lambda: _holds(relay.swallowed, close_4013), timeout=10)
-        # Live traffic goes on, to the new socket.
-        assert (await publisher.call("fault_push", [group, "news", 5]))["result"] == 5
-        await wait_until(lambda: _news_count(resumed, 6), timeout=10)
-        print(f"resume answered {waited * 1000:.0f} ms after it was sent (old front-end alive)")
-        await resumed.close()
-        await publisher.close()
+    # Live traffic goes on, to the new socket.
+    assert (await run.publisher.call("fault_push", [run.group, "news", 5]))["result"] == 5
+    await wait_until(lambda: _news_count(run.sock, 6), timeout=10)
+    print(f"resume answered {run.waited * 1000:.0f} ms after it was sent (old front-end alive)")
 
 
 async def test_a_resume_taken_from_a_dead_frontend_is_answered_after_the_wait(

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.harness import Cluster
 from tests.integration.support import ClusterFactory, Connect, wait_until
 
 pytestmark = pytest.mark.anyio
@@ -39,19 +40,27 @@ async def trace_of(directory: Path, trace_id: str, count: int) -> list[dict[str,
     )
 
 
+@pytest.fixture
+def traced(cluster_factory: ClusterFactory, tmp_path: Path) -> tuple[Cluster, Path]:
+    """A front-end and a worker exporting their spans to a directory (tests/project/otel.py)."""
+    spans = tmp_path / "spans"
+    spans.mkdir()
+    cluster = cluster_factory(frontends=0, workers=0)
+    cluster.start_frontend(OTEL_SPANS_DIR=str(spans))
+    cluster.start_worker(OTEL_SPANS_DIR=str(spans))
+    return cluster, spans
+
+
 def traceparent() -> tuple[str, str, str]:
     trace_id, span_id = secrets.token_hex(16), secrets.token_hex(8)
     return f"00-{trace_id}-{span_id}-01", trace_id, span_id
 
 
 async def test_one_call_is_one_trace_from_the_client_through_the_queue_to_the_worker(
-    cluster_factory: ClusterFactory, connect: Connect, tmp_path: Path
+    traced: tuple[Cluster, Path], connect: Connect
 ) -> None:
-    spans = tmp_path / "spans"
-    spans.mkdir()
-    cluster = cluster_factory(frontends=0, workers=0)
-    cluster.start_frontend(OTEL_SPANS_DIR=str(spans))
-    worker = cluster.start_worker(OTEL_SPANS_DIR=str(spans))
+    cluster, spans = traced
+    worker = cluster.workers[0]
     sock = await connect(cluster.url())
     parent, trace_id, client_span = traceparent()
     request = {"jsonrpc": "2.0", "id": 1, "method": "sleep", "params": [0.05]}
@@ -79,13 +88,9 @@ async def test_one_call_is_one_trace_from_the_client_through_the_queue_to_the_wo
 
 
 async def test_the_handshake_traceparent_is_the_parent_and_errors_mark_the_spans(
-    cluster_factory: ClusterFactory, connect: Connect, tmp_path: Path
+    traced: tuple[Cluster, Path], connect: Connect
 ) -> None:
-    spans = tmp_path / "spans"
-    spans.mkdir()
-    cluster = cluster_factory(frontends=0, workers=0)
-    cluster.start_frontend(OTEL_SPANS_DIR=str(spans))
-    cluster.start_worker(OTEL_SPANS_DIR=str(spans))
+    cluster, spans = traced
     parent, trace_id, page_span = traceparent()
     sock = await connect(cluster.url(), additional_headers={"traceparent": parent})
     assert (await sock.call("fault_raise"))["error"]["code"] == -32000
@@ -93,8 +98,12 @@ async def test_the_handshake_traceparent_is_the_parent_and_errors_mark_the_spans
     assert frontend["parent_id"] == page_span
     assert frontend["attributes"]["rpc.outcome"] == "-32000"
     assert frontend["status"] == run["status"] == "ERROR"
-    # Without a traceparent, each call starts a trace of its own.
+    # The header stands for every call of the connection: the next one is in the same trace.
     assert "result" in await sock.call("sleep", [0])
+    spans_of_trace = await trace_of(spans, trace_id, 6)
+    second = [s for s in spans_of_trace if s["name"] == "rpc sleep"]
+    assert [s["parent_id"] for s in second] == [page_span]
+    assert second[0]["attributes"]["rpc.outcome"] == "result"
 
 
 def _line(span: dict[str, Any], origin: int) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.harness import Cluster, Redis
+from tests.integration.support import logs_on_failure
 
 
 @pytest.fixture
@@ -20,6 +21,4 @@ def private_cluster(
         yield cluster
     finally:
         cluster.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            request.node.add_report_section("call", "cluster logs", cluster.logs())
+        logs_on_failure(request, "cluster logs", cluster.logs)

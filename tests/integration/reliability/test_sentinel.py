@@ -43,7 +43,7 @@ from channels_rpc.layers import RedisChannelLayer
 from tests.integration.client import RpcSocket
 from tests.integration.harness import Cluster, Redis
 from tests.integration.reliability.sentinel import SentinelSet
-from tests.integration.support import Connect, wait_until
+from tests.integration.support import Connect, logs_on_failure, wait_until
 from tests.redis_fixtures import can_start_redis_server, refuse_fakeredis_in_ci
 
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
@@ -176,9 +176,7 @@ def sentinels(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sentin
         yield started
     finally:
         started.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            request.node.add_report_section("call", "sentinel logs", started.logs())
+        logs_on_failure(request, "sentinel logs", started.logs)
 
 
 @pytest.fixture
@@ -197,9 +195,7 @@ def sentinel_cluster(
         yield cluster
     finally:
         cluster.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            request.node.add_report_section("call", "cluster logs", cluster.logs())
+        logs_on_failure(request, "cluster logs", cluster.logs)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import Answer, RpcSocket
 from tests.integration.harness import Cluster, Redis
 from tests.integration.reliability.report import Figures
-from tests.integration.support import Connect
+from tests.integration.support import Connect, logs_on_failure
 
 pytestmark = pytest.mark.anyio
 
@@ -149,9 +149,7 @@ def cluster_on(
     yield build
     for cluster in clusters:
         cluster.stop()
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            request.node.add_report_section("call", "cluster logs", cluster.logs())
+        logs_on_failure(request, "cluster logs", cluster.logs)
 
 
 @contextlib.asynccontextmanager
