@@ -26,6 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
+from channels_rpc._json import dumps
 from channels_rpc.exceptions import JsonRpcErrorCode, error_object
 
 __all__ = [
@@ -346,23 +347,6 @@ def _clip(value: Any) -> Any:
 
 # --------------------------------------------------------------------------------------------
 # Responses
-
-
-def dumps(value: Any, cls: type[json.JSONEncoder] | None = None) -> str:
-    """Compact JSON text that is valid UTF-8: non-ASCII characters as themselves.
-
-    ``ensure_ascii`` would write each of them as a six-byte escape (three times the UTF-8 size
-    of most scripts), pushing answers over the transport's frame cap. Text holding a lone
-    surrogate (valid in a JSON string, not in UTF-8) falls back to escapes, which carry it.
-    Raises what ``json.dumps`` raises (``TypeError``, ``ValueError`` for NaN, ``RecursionError``).
-    """
-    text = json.dumps(value, cls=cls, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return json.dumps(value, cls=cls, allow_nan=False, separators=(",", ":"))
-    return text
 
 
 def utf8_size(text: str) -> int:

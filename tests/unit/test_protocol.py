@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import datetime
+import decimal
 import json
 import time
+from collections import OrderedDict
+from http import HTTPStatus
 from typing import Any
 
 import pytest
@@ -14,12 +18,14 @@ from channels_rpc.protocol import (
     Rejection,
     Request,
     RpcLimits,
+    dumps,
     encode_error,
     encode_id,
     error_frame,
     params_violation,
     parse,
     result_frame,
+    utf8_size,
     validate,
 )
 
@@ -643,3 +649,79 @@ def test_rejections_encode_to_a_full_error_frame() -> None:
     decoded = json.loads(text)
     assert decoded["id"] is None
     assert decoded["error"]["code"] == -32600
+
+
+# --------------------------------------------------------------------------------------------
+# dumps: orjson where it means what json.dumps means, json.dumps elsewhere
+
+
+def stdlib(value: Any, default: Any = None) -> str:
+    return json.dumps(
+        value, default=default, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too: orjson refuses those
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),  # lone surrogates too: orjson refuses those
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_dumps_means_what_json_dumps_means(value: Any) -> None:
+    text = dumps(value)
+    assert json.loads(text) == json.loads(
+        json.dumps(value, allow_nan=False)
+    )  # the same value, whichever encoder wrote it
+    utf8_size(text)  # encodable as the socket needs it (a lone surrogate is escaped)
+
+
+@pytest.mark.parametrize("value", [float("nan"), [1, float("inf")], {"x": -float("inf")}])
+def test_dumps_refuses_nan_and_infinities_which_orjson_would_write_as_null(value: Any) -> None:
+    with pytest.raises(ValueError, match="JSON compliant"):
+        dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**64,  # past orjson's integers
+        -(2**63) - 1,
+        {1: "int key", None: "null key", False: "bool key"},  # keys json.dumps converts
+        "lone \ud800 surrogate",
+        [None, "null", {"a": None}],  # text holding null: json.dumps writes it
+        OrderedDict(b=1, a=2),  # a dict subclass: json.dumps takes it as a dict
+        HTTPStatus.OK,  # an int subclass: json.dumps writes int.__repr__
+    ],
+)
+def test_dumps_writes_what_json_dumps_writes_where_orjson_differs(value: Any) -> None:
+    expected = stdlib(value) if value != "lone \ud800 surrogate" else json.dumps(value)
+    assert dumps(value) == expected
+
+
+def test_dumps_gives_default_what_json_lacks_and_a_class_keeps_the_standard_library() -> None:
+    when = datetime.datetime(2026, 11, 30, 12, 0, 0, 123456)
+
+    def default(value: Any) -> Any:
+        if isinstance(value, (datetime.datetime, decimal.Decimal)):
+            return f"<{value}>"
+        raise TypeError(type(value).__name__)
+
+    value = {"when": when, "price": decimal.Decimal("1.10"), "n": [1]}
+    assert dumps(value, default=default) == stdlib(value, default)
+    with pytest.raises(TypeError):
+        dumps({1, 2}, default=default)
+
+    class Sorted(json.JSONEncoder):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**{**kwargs, "sort_keys": True})
+
+    assert dumps({"b": 1, "a": 2}, Sorted) == '{"a":2,"b":1}'

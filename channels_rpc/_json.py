@@ -1,0 +1,64 @@
+"""JSON text of values: orjson where it means what ``json.dumps`` means, else ``json.dumps``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+__all__ = ["dumps"]
+
+
+def dumps(
+    value: Any,
+    cls: type[json.JSONEncoder] | None = None,
+    *,
+    default: Callable[[Any], Any] | None = None,
+) -> str:
+    """Compact JSON text that is valid UTF-8: non-ASCII characters as themselves.
+
+    With ``cls`` the standard library encodes, as the class says (it may override anything).
+    Without, orjson does (a 256 KiB string: 2.5 ms in ``json.dumps``, 0.02 ms in orjson), with
+    ``default`` giving a JSON form to the types JSON lacks. Where orjson would differ from the
+    standard library in meaning it is not used: what it refuses (integers over 64 bits, lone
+    surrogates, keys that are not strings, nesting past 254 levels), subclasses of the JSON
+    types (passed through to ``default``) and any text holding ``null``, which is how orjson
+    writes NaN and the infinities, all go to ``json.dumps``, which refuses NaN. Two types have
+    orjson's forms where ``json.dumps`` has none (it raises): an ``Enum`` member is its value,
+    a ``UUID`` its canonical text.
+
+    ``ensure_ascii`` would write each non-ASCII character as a six-byte escape (three times the
+    UTF-8 size of most scripts), pushing answers over the transport's frame cap. Text holding a
+    lone surrogate (valid in a JSON string, not in UTF-8) falls back to escapes, which carry it.
+    Raises what ``json.dumps`` raises (``TypeError``, ``ValueError`` for NaN, ``RecursionError``).
+    """
+    if cls is None:
+        try:
+            fast = orjson.dumps(value, default=default, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if b"null" not in fast:
+                return fast.decode()
+    text = json.dumps(
+        value, cls=cls, default=default, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+    )
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(
+                value, cls=cls, default=default, allow_nan=False, separators=(",", ":")
+            )
+    return text
+
+
+#: Subclasses, dataclasses and datetimes go to ``default`` (as in ``json.dumps``), not
+#: orjson's own forms of them.
+_ORJSON_OPTIONS: Final = (
+    orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
