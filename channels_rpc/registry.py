@@ -86,9 +86,26 @@ class MethodSpec:
     websocket: bool = True
     permissions: tuple[str, ...] = ()
     context_name: str | None = None  # the parameter that receives the RpcContext
+    #: (required, total) when the signature has positional parameters only (no ``*args``,
+    #: ``**kwargs`` or keyword-only ones), so that a list of params fits by its length alone:
+    #: most methods, bound per call on both sides of the hop without ``Signature.bind``.
+    arity: tuple[int, int] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        parameters = self.signature.parameters.values()
+        if all(p.kind in positional for p in parameters):
+            required = sum(p.default is inspect.Parameter.empty for p in parameters)
+            object.__setattr__(self, "arity", (required, len(parameters)))
 
     def bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Match ``params`` to the signature, or raise -32602 saying what does not fit."""
+        if self.arity is not None:
+            required, total = self.arity
+            if isinstance(params, list) and required <= len(params) <= total:
+                return tuple(params), {}
+            if not params and required == 0:
+                return (), {}
         if isinstance(params, dict) and self.context_name in params:
             # Without this, a **kwargs method would accept it and then fail with a TypeError.
             raise JsonRpcError(

@@ -3,9 +3,13 @@ from __future__ import annotations
 import gc
 import inspect
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels_rpc.context import RpcContext
 from channels_rpc.decorators import permission_required
@@ -350,6 +354,54 @@ def test_bind_refuses_named_params_for_positional_only() -> None:
     assert spec.bind([1]) == ((1,), {})
     with pytest.raises(JsonRpcError):
         spec.bind({"a": 1})
+
+
+def signature_of(kinds: list[tuple[inspect._ParameterKind, bool]]) -> inspect.Signature:
+    """A signature with a parameter of each (kind, has a default), in a valid order."""
+    order = sorted(kinds, key=lambda pair: (pair[0], not pair[1]))
+    parameters, seen = [], set()
+    for index, (kind, has_default) in enumerate(order):
+        if kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            if kind in seen:
+                continue
+            has_default = False
+        seen.add(kind)
+        default = 0 if has_default else inspect.Parameter.empty
+        parameters.append(inspect.Parameter(f"p{index}", kind, default=default))
+    # A parameter without a default may not follow one with a default (positionally).
+    positional = [p for p in parameters if p.kind <= inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    if any(a.default is not a.empty and b.default is b.empty for a, b in pairwise(positional)):
+        parameters = [p.replace(default=inspect.Parameter.empty) for p in parameters]
+    return inspect.Signature(parameters)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from(list(inspect._ParameterKind)), st.booleans()), max_size=4),
+    st.one_of(
+        st.lists(st.integers(), max_size=5),
+        st.dictionaries(st.sampled_from(["p0", "p1", "p2", "x"]), st.integers(), max_size=3),
+    ),
+)
+def test_bind_by_length_agrees_with_signature_bind(
+    kinds: list[tuple[inspect._ParameterKind, bool]], params: Any
+) -> None:
+    spec = replace(reg(ping), signature=signature_of(kinds))
+    expected: Any
+    try:
+        if isinstance(params, list):
+            bound = spec.signature.bind(*params)
+        else:
+            bound = spec.signature.bind(**params)
+        expected = (bound.args, bound.kwargs)
+    except TypeError as exc:
+        expected = {"error": str(exc)}
+    if isinstance(expected, dict):
+        with pytest.raises(JsonRpcError) as caught:
+            spec.bind(params)
+        assert caught.value.data == expected
+    else:
+        assert spec.bind(params) == expected
 
 
 # --------------------------------------------------------------------------------------------
