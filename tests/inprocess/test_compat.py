@@ -387,6 +387,8 @@ class KeptConsumer(AsyncJsonRpcWebsocketConsumer):
 #: Set by the test that holds calls; the held methods wait on it.
 GATES: dict[str, asyncio.Event] = {}
 RAN: list[str] = []
+#: Set once the notification of that tag has run (it runs on after its connection closed).
+NOTED: dict[str, asyncio.Event] = {}
 
 
 @KeptConsumer.rpc_method()
@@ -399,6 +401,8 @@ async def held(tag: str) -> str:
 async def held_note(tag: str) -> None:
     await GATES[tag].wait()
     RAN.append(tag)
+    if tag in NOTED:
+        NOTED[tag].set()
 
 
 @KeptConsumer.rpc_method(queue="rpc.nobody-serves", timeout=0.2)
@@ -417,10 +421,12 @@ async def guarded(ctx: RpcContext, tag: str) -> str:
 def _fresh_gates() -> None:
     GATES.clear()
     RAN.clear()
+    NOTED.clear()
 
 
 async def test_a_close_cancels_calls_but_an_accepted_notification_runs_on() -> None:
     GATES.update(call=asyncio.Event(), note=asyncio.Event(), other=asyncio.Event())
+    NOTED["note"] = asyncio.Event()
     closing = await connect(KeptConsumer)
     staying = await connect(KeptConsumer)  # keeps the embedded worker running
     await send(closing, request("held", ["call"], 1))
@@ -431,6 +437,7 @@ async def test_a_close_cancels_calls_but_an_accepted_notification_runs_on() -> N
     GATES["call"].set()
     GATES["other"].set()
     assert await receive(staying) == result(2, "other")
+    await asyncio.wait_for(NOTED["note"].wait(), 5)  # the two ran at once: either may be first
     assert RAN == ["note"]
     await staying.disconnect()
 
