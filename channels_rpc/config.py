@@ -43,6 +43,9 @@
         "SESSION_MAX_BYTES": 1024 * 1024, # bytes kept for a detached session, then it ends
         # workers
         "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
+        "WORKER_POOL": "threads",         # where rpcworker runs sync methods: "threads" or
+                                          # "processes" (forked children; docs/workers.md)
+        "WORKER_PROCESSES": None,         # children of a "processes" pool; None: one per CPU
         "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
     }
 
@@ -69,6 +72,7 @@ __all__ = ["RpcConfig", "RpcLimits", "get_config", "reset_config"]
 
 SETTING: Final = "CHANNELS_RPC"
 _EXECUTION_MODES: Final = ("auto", "inline", "workers")
+WORKER_POOLS: Final = ("threads", "processes")
 
 logger = logging.getLogger("channels_rpc")
 
@@ -98,6 +102,8 @@ class RpcConfig:
     session_max_frames: int = 1000
     session_max_bytes: int = 1024 * 1024
     worker_concurrency: int = 32
+    worker_pool: str = "threads"
+    worker_processes: int | None = None
     shutdown_grace: float = 10.0
 
     @classmethod
@@ -210,6 +216,18 @@ def _execution(key: str, value: Any) -> str:
     return str(value)
 
 
+def _pool(key: str, value: Any) -> str:
+    if value not in WORKER_POOLS:
+        raise ImproperlyConfigured(
+            f"{SETTING}[{key!r}] must be one of {WORKER_POOLS}, got {value!r}."
+        )
+    return str(value)
+
+
+def _positive_int_or_none(key: str, value: Any) -> int | None:
+    return None if value is None else _positive_int(key, value)
+
+
 _CHECKS: Final = {
     "log_rpc_params": _flag,
     "sanitize_errors": _flag,
@@ -233,6 +251,8 @@ _CHECKS: Final = {
     "session_max_frames": _positive_int,
     "session_max_bytes": _positive_int,
     "worker_concurrency": _positive_int,
+    "worker_pool": _pool,
+    "worker_processes": _positive_int_or_none,
     "shutdown_grace": _seconds,
 }
 

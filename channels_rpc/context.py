@@ -10,7 +10,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-__all__ = ["CallerHandle", "RpcContext"]
+__all__ = ["CallerHandle", "CancelFlag", "RpcContext"]
 
 
 class CallerHandle(Protocol):
@@ -23,6 +23,15 @@ class CallerHandle(Protocol):
     async def join_group(self, group: str) -> None: ...
 
     async def leave_group(self, group: str) -> None: ...
+
+
+class CancelFlag(Protocol):
+    """What ``ctx.cancelled`` reads: a ``threading.Event``, or in a child process a flag the
+    worker sets from outside (see :mod:`channels_rpc.processes`)."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
 
 
 class RpcContext:
@@ -56,7 +65,7 @@ class RpcContext:
         *,
         scope: Mapping[str, Any] | None = None,
         user_loader: Callable[[], Awaitable[Any]] | None = None,
-        cancelled: threading.Event | None = None,
+        cancelled: CancelFlag | None = None,
     ) -> None:
         self.consumer = consumer
         self.method_name = method_name

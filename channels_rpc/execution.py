@@ -12,7 +12,9 @@ cancel those awaits too, which asyncio code does not expect). Sync methods run i
 (:class:`~channels_rpc.threads.ThreadPool`) through the ``run_sync`` callable the adapter
 supplies (it adds Django's database connection hygiene); a thread cannot be interrupted, so at
 the deadline the call is answered and the thread is left to finish on its own, its result
-discarded, still counted against the pool until it does.
+discarded, still counted against the pool until it does. An adapter may run sync methods
+elsewhere instead (``run_method``: ``rpcworker --pool processes`` runs them in child processes,
+:mod:`channels_rpc.processes`); the deadline cancels the wait for them alike.
 
 Answers are sized where they are encoded: an answer frame over ``max_response_size`` bytes of
 UTF-8 would be refused by the transport, so the call is answered with -32014 instead, before
@@ -58,6 +60,7 @@ from channels_rpc.registry import MethodSpec
 __all__ = [
     "ExecutionHooks",
     "Executor",
+    "MethodRunner",
     "Outcome",
     "timeout_error",
 ]
@@ -66,6 +69,20 @@ logger = protect(logging.getLogger("channels_rpc.worker"))
 
 #: Runs a sync function in a thread; the label (the method's name) says what a busy thread runs.
 SyncRunner = Callable[[Callable[[], Any], str], Awaitable[Any]]
+
+
+class MethodRunner(Protocol):
+    """Runs a sync method somewhere else than a thread: gets the call, the method, its bound
+    arguments (without the context) and the call's context."""
+
+    def __call__(
+        self,
+        call: Call,
+        spec: MethodSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: RpcContext,
+    ) -> Awaitable[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,25 +128,31 @@ class Executor:
 
     ``clock`` is the clock of call deadlines: the channel layer's (``layer.clock``), the one
     every process agrees on, not this host's. ``max_response_size`` bounds answer frames in
-    bytes (None: no bound).
+    bytes (None: no bound). ``run_method``: where sync methods run, if not in ``run_sync``'s
+    threads. ``default`` gives JSON forms to what JSON lacks in results encoded without an
+    encoder class (``protocol.dumps``).
     """
 
     def __init__(
         self,
         *,
         run_sync: SyncRunner,
+        run_method: MethodRunner | None = None,
         hooks: ExecutionHooks | None = None,
         sanitize_errors: bool = True,
         log_params: bool = False,
         clock: Callable[[], float] = time.time,
         max_response_size: int | None = None,
+        default: Callable[[Any], Any] | None = None,
     ) -> None:
         self._run_sync = run_sync
+        self._run_method = run_method
         self._hooks = hooks
         self._sanitize = sanitize_errors
         self._log_params = log_params
         self._clock = clock
         self._max_size = max_response_size
+        self._default = default
 
     async def run(
         self,
@@ -163,9 +186,7 @@ class Executor:
                 logger.debug("calling %r with params %r", spec.name, params)
             if self._hooks is not None:
                 self._hooks.started(call, context, params)
-            if spec.accepts_context:
-                args = (context, *args)
-            result = await self._invoke(spec, args, kwargs, remaining)
+            result = await self._invoke(call, spec, args, kwargs, context, remaining)
         except _TimedOut:
             context._cancel()  # a sync method still running in its thread can notice
             error: BaseException = TimeoutError(f"timed out after {call.timeout} s")
@@ -182,22 +203,35 @@ class Executor:
 
     async def _invoke(
         self,
+        call: Call,
         spec: MethodSpec,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        context: RpcContext,
         remaining: float | None,
     ) -> Any:
         deadline = None if remaining is None else time.monotonic() + remaining
         try:
             async with _timeout(remaining):
-                return await self._call(spec, args, kwargs)
+                return await self._call(call, spec, args, kwargs, context)
         except asyncio.TimeoutError:  # TimeoutError itself from 3.11 on
             # Ours only if the deadline passed: a method may raise TimeoutError of its own.
             if deadline is not None and time.monotonic() >= deadline:
                 raise _TimedOut from None
             raise
 
-    async def _call(self, spec: MethodSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call(
+        self,
+        call: Call,
+        spec: MethodSpec,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: RpcContext,
+    ) -> Any:
+        if not spec.is_async and self._run_method is not None:
+            return await self._run_method(call, spec, args, kwargs, context)
+        if spec.accepts_context:
+            args = (context, *args)
         if spec.is_async:
             return await spec.func(*args, **kwargs)
         result = await self._run_sync(functools.partial(spec.func, *args, **kwargs), spec.name)
@@ -223,7 +257,7 @@ class Executor:
         self, spec: MethodSpec, result: Any, encoder: type[json.JSONEncoder] | None
     ) -> Outcome:
         try:
-            body = dumps(result, encoder)
+            body = dumps(result, encoder, default=self._default)
         except (TypeError, ValueError, RecursionError) as exc:
             logger.error("result of %r is not JSON: %s", spec.name, exc)
             return Outcome.error(JsonRpcErrorCode.PARSE_RESULT_ERROR, "Failed to serialize result")

@@ -28,7 +28,7 @@ from channels.exceptions import ChannelFull
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import close_old_connections
 
-from channels_rpc import decorators, discovery, metrics, tracing
+from channels_rpc import child_calls, decorators, discovery, metrics, tracing
 from channels_rpc._aio import TaskSet
 from channels_rpc._layer import ChannelLayer, expiry, work_queue
 from channels_rpc.call_signals import SignalHooks
@@ -48,6 +48,7 @@ from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
 from channels_rpc.execution import Executor, Outcome
 from channels_rpc.logsafe import protect
 from channels_rpc.observing import WorkerWatch
+from channels_rpc.processes import ProcessPool
 from channels_rpc.protocol import encode_error
 from channels_rpc.registry import MethodSpec, resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
@@ -55,6 +56,9 @@ from channels_rpc.scope import load_user, worker_scope
 from channels_rpc.threads import ThreadPool
 
 __all__ = ["CallHandler", "CallerChannel", "RpcWorkerConsumer", "build_runtime"]
+
+#: Django's JSON forms of the types JSON lacks, for results encoded without an encoder class.
+_DJANGO_JSON = DjangoJSONEncoder().default
 
 logger = protect(logging.getLogger("channels_rpc.worker"))
 
@@ -85,10 +89,17 @@ class CallHandler:
     straight into Redis) is refused like an unknown method. ``frontend_checked``: every request
     comes from a front-end of this very process, which checked the live user already (the
     embedded worker on the in-memory layer, which no other process can write to).
+    ``processes``: a started pool that runs the sync methods instead of threads (permission
+    checks and user loading still run in threads).
     """
 
     def __init__(
-        self, layer: ChannelLayer, config: RpcConfig, *, frontend_checked: bool = False
+        self,
+        layer: ChannelLayer,
+        config: RpcConfig,
+        *,
+        frontend_checked: bool = False,
+        processes: ProcessPool | None = None,
     ) -> None:
         self.layer = layer
         self._frontend_checked = frontend_checked
@@ -96,6 +107,7 @@ class CallHandler:
         self._dropped: set[asyncio.Task[Any]] = set()  # cancelled by their caller: no answer
         self._revoked = _Revocations(expiry(layer))
         self._threads = ThreadPool(config.worker_concurrency)
+        self._processes = processes
         self._config = config
         # Deadlines and send times are on the layer's clock (Redis' for our Redis layer), which
         # every host agrees on; this host's own clock may be seconds off.
@@ -104,20 +116,28 @@ class CallHandler:
         self._clock = clock
         self._executor = Executor(
             run_sync=self._run_sync,
+            run_method=functools.partial(child_calls.send_to_child, processes)
+            if processes
+            else None,
             hooks=SignalHooks(clock),
             sanitize_errors=config.sanitize_errors,
             log_params=config.log_rpc_params,
             clock=clock,
             max_response_size=config.max_response_size,
+            default=_DJANGO_JSON,
         )
 
     def health(self) -> str | None:
         """What keeps this handler from running calls (every thread stuck), or None."""
+        if self._processes is not None and (problem := self._processes.problem()):
+            return problem
         return self._threads.problem()
 
     def close(self) -> None:
-        """Keep no idle thread for sync methods (the worker stopped)."""
+        """Keep no idle thread for sync methods, no child process (the worker stopped)."""
         self._threads.close()
+        if self._processes is not None:
+            self._processes.close()
 
     async def __call__(self, message: dict[str, Any]) -> None:
         try:
@@ -186,11 +206,13 @@ class CallHandler:
                 JsonRpcErrorCode.METHOD_NOT_FOUND, data=discovery.not_here(call.method)
             )
         request = json.loads(call.body)
-        encoder = getattr(consumer_cls, "json_encoder_class", None) or DjangoJSONEncoder
+        # A consumer's own encoder class encodes its results; else Django's JSON forms (dates,
+        # decimals, UUIDs, lazy text) through the executor's fast path (protocol.dumps).
+        encoder = getattr(consumer_cls, "json_encoder_class", None)
         caller = CallerChannel(
             self.layer,
             call.reply_to,
-            encoder,
+            encoder or DjangoJSONEncoder,
             max_push=self._config.max_response_size,
             max_groups=self._config.max_groups,
         )
@@ -300,16 +322,21 @@ def _stopped() -> Outcome:
 
 
 def build_runtime(
-    layer: ChannelLayer, config: RpcConfig | None = None, *, process_local: bool = False
+    layer: ChannelLayer,
+    config: RpcConfig | None = None,
+    *,
+    process_local: bool = False,
+    processes: ProcessPool | None = None,
 ) -> WorkerRuntime:
     """A worker loop on ``layer`` that answers with a :class:`CallHandler`.
 
     ``process_local``: only this process uses ``layer`` (the in-memory layer), so its requests
     all come from front-ends that checked permissions here, and requests taken while stopping
-    are run, since no other worker could take them back.
+    are run, since no other worker could take them back. ``processes``: a started pool for the
+    sync methods (``rpcworker --pool processes``), closed when the worker stops.
     """
     config = config or get_config()
-    handler = CallHandler(layer, config, frontend_checked=process_local)
+    handler = CallHandler(layer, config, frontend_checked=process_local, processes=processes)
     return WorkerRuntime(
         layer,
         handler,

@@ -725,3 +725,11 @@ def test_dumps_gives_default_what_json_lacks_and_a_class_keeps_the_standard_libr
             super().__init__(**{**kwargs, "sort_keys": True})
 
     assert dumps({"b": 1, "a": 2}, Sorted) == '{"a":2,"b":1}'
+
+
+def test_dumps_with_a_class_keeps_the_class_default_over_a_given_one() -> None:
+    class Sets(json.JSONEncoder):
+        def default(self, o: Any) -> Any:
+            return sorted(o) if isinstance(o, set) else super().default(o)
+
+    assert dumps({3, 1}, Sets, default=lambda o: "not this") == "[1,3]"

@@ -1,9 +1,11 @@
-"""``manage.py rpcworker [QUEUE ...] [--concurrency N] [--reload]``: the production worker process.
+"""``manage.py rpcworker [QUEUE ...] [--concurrency N] [--pool processes] [--reload]``: the worker.
 
 Without queues it serves every queue the registered methods use. It takes a request only when one
 of its ``--concurrency`` slots is free, so requests it cannot start yet stay in Redis for other
-workers. On SIGTERM or SIGINT it stops taking requests, gives running calls ``--grace`` seconds,
-answers the ones still running with an error, and exits 0.
+workers. Sync methods run in threads, or with ``--pool processes`` in forked child processes
+(``--processes`` of them, one per CPU by default; docs/workers.md). On SIGTERM or SIGINT it
+stops taking requests, gives running calls ``--grace`` seconds, answers the ones still running
+with an error, and exits 0.
 
 It refuses to start rather than serve nothing or serve wrongly: no registered method, a queue
 no method uses (a typo), or a channel layer that cannot share queues between workers.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import logging
 import os
 import signal
@@ -27,13 +30,15 @@ from channels.layers import get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import autoreload
 
-from channels_rpc import discovery, metrics, status
+from channels_rpc import child_calls, discovery, metrics, status
 from channels_rpc.checks import worker_layer_problem
-from channels_rpc.config import get_config
+from channels_rpc.config import WORKER_POOLS, RpcConfig, get_config
 from channels_rpc.health import beat
 from channels_rpc.layers import RedisChannelLayer
 from channels_rpc.metrics_server import serve_metrics
+from channels_rpc.processes import ProcessPool, cpu_count
 from channels_rpc.registry import known_queues
+from channels_rpc.runtime import WorkerRuntime
 from channels_rpc.worker import build_runtime
 
 logger = logging.getLogger("channels_rpc.worker")
@@ -48,6 +53,18 @@ class Command(BaseCommand):  # type: ignore[misc]
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("queues", nargs="*", help="Queues to serve (default: all registered).")
         parser.add_argument("--concurrency", type=int, default=None, help="Calls run at once.")
+        parser.add_argument(
+            "--pool",
+            choices=WORKER_POOLS,
+            default=None,
+            help="Where sync methods run: threads, or forked child processes (for CPU-bound ones).",
+        )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=None,
+            help="Child processes of --pool processes (default: one per CPU).",
+        )
         parser.add_argument("--grace", type=float, default=None, help="Seconds to drain on stop.")
         parser.add_argument("--layer", default=None, help="CHANNEL_LAYERS alias to use.")
         parser.add_argument(
@@ -82,9 +99,8 @@ class Command(BaseCommand):  # type: ignore[misc]
         if not methods:
             raise CommandError(discovery.nothing_registered())
         queues = _checked_queues(options["queues"], config.default_queue)
-        concurrency = options["concurrency"] or config.worker_concurrency
-        if concurrency < 1:
-            raise CommandError("--concurrency must be at least 1.")
+        config = _worker_config(config, options)
+        concurrency = config.worker_concurrency
         grace = config.shutdown_grace if options["grace"] is None else options["grace"]
         if (
             isinstance(layer, RedisChannelLayer)
@@ -94,7 +110,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         # Printed whatever LOGGING says: a fresh project has none, and logs nothing at INFO.
         serving = (
             f"queues={','.join(queues)} methods={methods} concurrency={concurrency} "
-            f"{_where(layer, queues)}"
+            f"{_pool(config)}{_where(layer, queues)}"
         )
 
         def announce(extra: str) -> None:  # the pid is the serving process's (--reload: a child)
@@ -107,9 +123,15 @@ class Command(BaseCommand):  # type: ignore[misc]
             metrics_at = (options["metrics_host"], options["metrics_port"])
 
         def serve() -> None:
+            processes = _process_pool(config)
             asyncio.run(
                 _serve(
-                    layer, queues, concurrency, grace, options["health_file"], metrics_at, announce
+                    functools.partial(build_runtime, layer, config, processes=processes),
+                    queues,
+                    grace,
+                    options["health_file"],
+                    metrics_at,
+                    announce,
                 )
             )
 
@@ -119,6 +141,43 @@ class Command(BaseCommand):  # type: ignore[misc]
             autoreload.run_with_reloader(serve)
         else:
             serve()
+
+
+def _worker_config(config: RpcConfig, options: dict[str, Any]) -> RpcConfig:
+    """The settings, with what the command line says instead."""
+    concurrency = options["concurrency"] or config.worker_concurrency
+    if concurrency < 1:
+        raise CommandError("--concurrency must be at least 1.")
+    processes = (
+        options["processes"] if options["processes"] is not None else config.worker_processes
+    )
+    if processes is not None and processes < 1:
+        raise CommandError("--processes must be at least 1.")
+    pool = options["pool"] or config.worker_pool
+    if pool == "processes" and not hasattr(os, "fork"):
+        raise CommandError("--pool processes needs os.fork(), which this platform lacks.")
+    return replace(
+        config, worker_concurrency=concurrency, worker_pool=pool, worker_processes=processes
+    )
+
+
+def _process_pool(config: RpcConfig) -> ProcessPool | None:
+    """The started pool for ``--pool processes``, or None.
+
+    Started before the event loop: the pool closes this thread's database connections before
+    it forks (Django refuses that inside a running loop), and no other thread runs yet.
+    """
+    if config.worker_pool != "processes":
+        return None
+    pool = child_calls.process_pool(config.worker_processes or cpu_count())
+    pool.start()
+    return pool
+
+
+def _pool(config: RpcConfig) -> str:
+    if config.worker_pool != "processes":
+        return ""
+    return f"pool=processes:{config.worker_processes or cpu_count()} "
 
 
 def _checked_layer(alias: str) -> Any:
@@ -177,15 +236,15 @@ def _where(layer: Any, queues: list[str]) -> str:
 
 
 async def _serve(
-    layer: Any,
+    make_runtime: Callable[[], WorkerRuntime],
     queues: list[str],
-    concurrency: int,
     grace: float,
     health_file: Path | None,
     metrics_at: tuple[str, int] | None,
     announce: Callable[[str], None],
 ) -> None:
-    runtime = build_runtime(layer, replace(get_config(), worker_concurrency=concurrency))
+    runtime = make_runtime()
+    layer = runtime.layer
     metrics.SLOTS.labels("busy").set_function(lambda: runtime.in_flight)
     metrics.SLOTS.labels("free").set_function(lambda: runtime.concurrency - runtime.in_flight)
     served = status.methods_served(queues, get_config().default_queue)
