@@ -10,7 +10,7 @@ DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,deploy]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,deploy,bench]"
 	touch $(STAMP)
 
 ## The reference project on the embedded default: no Redis, methods run in the same process.

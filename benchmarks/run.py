@@ -4,8 +4,12 @@ Targets, all on daphne and loopback, measured in the same sitting (the machine d
 percent between sittings, so only ratios from one run mean anything):
 
 * ``rpc``: this package, 1 front-end + rpcworker process(es) + Redis (methods in the workers);
+* ``uvicorn``: the same, through a second front-end of the cluster that is uvicorn, not daphne;
 * ``v1``: channels-rpc 1.0.1 from PyPI, in a virtualenv of its own (methods in the front-end);
-* ``raw``: a bare Channels consumer answering each frame, no JSON-RPC library (the floor).
+* ``raw``: a bare Channels consumer answering each frame, no JSON-RPC library (the floor);
+* ``celery``: what a Django team builds instead (benchmarks/celery_peer): a Channels consumer
+  on daphne that hands each call to a Celery task on the same Redis and waits for its result in
+  a thread; a prefork Celery worker, a process per core. It runs fewer calls (it is slower).
 
 Each scenario runs every target in turn, ``--repeats`` times interleaved; the table shows
 medians. Every answer is matched to its request by id: a run with a lost, duplicated or foreign
@@ -24,12 +28,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.cluster import REPO, LocalCluster, Process, Redis, reachable, start_redis_server
+from workers.cluster import (
+    LISTENING,
+    REPO,
+    LocalCluster,
+    Process,
+    Redis,
+    frontend_command,
+    reachable,
+    start_redis_server,
+)
 
 UPSTREAM_VENV = REPO / ".bench" / "upstream"
 UPSTREAM_PINS = ["channels-rpc==1.0.1", "channels==4.3.2", "daphne==4.2.3", "Django==5.2.19"]
@@ -52,6 +65,8 @@ class Targets:
     servers: dict[str, Process] = field(default_factory=dict)
     #: This package with METRICS off: a front-end and workers of their own, same Redis.
     unmetered: LocalCluster | None = None
+    #: The Celery peer's worker (the prefork master; its pool are its children).
+    celery_worker: Process | None = None
 
     @property
     def workers(self) -> list[Process]:
@@ -60,14 +75,20 @@ class Targets:
     def workers_of(self, target: str) -> list[Process]:
         if target == NO_METRICS and self.unmetered is not None:
             return self.unmetered.workers
-        return self.workers if target in ("rpc", SESSIONS) else []
+        if target == CELERY and self.celery_worker is not None:
+            return [self.celery_worker]
+        return self.workers if target in ("rpc", SESSIONS, UVICORN) else []
 
     def stop(self) -> None:
+        """Stop every process started, by pid: the front-ends before what they wait on."""
+        for name in ("v1", CELERY):
+            if name in self.servers:
+                self.servers[name].stop()
+        if self.celery_worker is not None:
+            self.celery_worker.stop_with_children()
         self.cluster.stop()
         if self.unmetered is not None:
             self.unmetered.stop()
-        if "v1" in self.servers:
-            self.servers["v1"].stop()
         self.cluster.redis.stop()
 
 
@@ -89,10 +110,17 @@ def bench_redis(log_dir: Path) -> Redis:
     raise SystemExit("the benchmarks need Redis: install redis-server or run one on :6379")
 
 
-def start(workers: int, queues: Sequence[Sequence[str]] = (), *, baseline: bool = True) -> Targets:
+def start(
+    workers: int,
+    queues: Sequence[Sequence[str]] = (),
+    *,
+    baseline: bool = True,
+    peers: bool = False,
+) -> Targets:
     """The servers; ``queues`` names each worker's queues (default: every queue, each).
 
-    ``baseline``: also start channels-rpc 1.0.1, for the scenarios that compare with it.
+    ``baseline``: also start channels-rpc 1.0.1, for the scenarios that compare with it;
+    ``peers``: also a uvicorn front-end of the cluster, and the Celery peer.
     """
     log_dir = Path(tempfile.mkdtemp(prefix="channels-rpc-bench-"))
     cluster = LocalCluster(
@@ -120,6 +148,10 @@ def start(workers: int, queues: Sequence[Sequence[str]] = (), *, baseline: bool 
             for index in range(workers):
                 unmetered.start_worker(queues[index] if queues else ())
             targets.urls[NO_METRICS] = unmetered.url("/rpc/")
+        if peers:
+            targets.servers[UVICORN] = cluster.start_frontend(server="uvicorn")
+            targets.urls[UVICORN] = cluster.url("/rpc/", frontend=len(cluster.frontends) - 1)
+            start_celery(targets, log_dir)
     except BaseException:
         targets.stop()
         raise
@@ -140,6 +172,26 @@ def start_upstream(log_dir: Path) -> tuple[Process, int]:
     return proc, port
 
 
+def start_celery(targets: Targets, log_dir: Path) -> None:
+    """The Celery peer: its prefork worker (a process per core), then its daphne."""
+    cluster = targets.cluster
+    env = {
+        **cluster.env(CELERY_PEER_PREFIX=f"{cluster.prefix}:celery:"),  # its keys apart from ours
+        "DJANGO_SETTINGS_MODULE": "benchmarks.celery_peer.settings",
+    }
+    argv = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_peer.celery_app", "worker",
+            "--pool", "prefork", "--concurrency", str(os.cpu_count() or 1), "--loglevel", "INFO",
+            # No broadcasts between workers (there is one): nothing but the calls to measure.
+            "--without-mingle", "--without-gossip", "--without-heartbeat",
+            "--hostname", f"bench-{cluster.prefix}@%h"]  # fmt: skip
+    targets.celery_worker = Process("celery-worker", argv, env, log_dir)  # stop() stops it
+    targets.celery_worker.wait_for(r"@\S+ ready\.")
+    argv = [*frontend_command("daphne"), "benchmarks.celery_peer.asgi:application"]
+    server = targets.servers[CELERY] = Process("daphne-celery", argv, env, log_dir)
+    port = int(server.wait_for(LISTENING["daphne"]).group(1))
+    targets.urls[CELERY] = f"ws://127.0.0.1:{port}/rpc/"
+
+
 def loadgen(url: str, load: Load, session: bool = False) -> dict[str, Any]:
     argv = [
         sys.executable, "-m", "benchmarks.loadgen", url,
@@ -156,13 +208,14 @@ def loadgen(url: str, load: Load, session: bool = False) -> dict[str, Any]:
 def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
     """One load against one target, with the CPU its server (and workers) spent per call."""
     server = targets.servers[target]
-    ours = target in ("rpc", SESSIONS, NO_METRICS)
+    on_redis = target in ("rpc", SESSIONS, NO_METRICS, UVICORN, CELERY)
     workers = targets.workers_of(target)
     redis_proc = targets.cluster.redis.proc
-    redis = [redis_proc] if ours and redis_proc is not None else []
-    before = [p.cpu_seconds() for p in (server, *workers, *redis)]
-    result = loadgen(targets.urls[target], load, session=target == SESSIONS)
-    after = [p.cpu_seconds() for p in (server, *workers, *redis)]
+    redis = [redis_proc] if on_redis and redis_proc is not None else []
+    processes = (server, *workers, *redis)
+    before = [p.cpu_seconds(children=True) for p in processes]
+    result = loadgen(targets.urls[target], fewer(target, load), session=target == SESSIONS)
+    after = [p.cpu_seconds(children=True) for p in processes]
     spent = [b - a for a, b in zip(before, after, strict=True)]
     calls = max(result["ok"] + result["errors"], 1)
     result["frontend_us_per_call"] = spent[0] * 1e6 / calls
@@ -170,6 +223,15 @@ def measure(targets: Targets, target: str, load: Load) -> dict[str, Any]:
     result["redis_us_per_call"] = sum(spent[1 + len(workers) :]) * 1e6 / calls
     result["correct"] = result["foreign"] == 0 and result["missing"] == 0 and result["errors"] == 0
     return result
+
+
+def fewer(target: str, load: Load) -> Load:
+    """The Celery peer runs an eighth of the calls (at least 20 a connection): it is slow enough
+    that the full count would take minutes a scenario."""
+    if target != CELERY:
+        return load
+    return Load(load.connections, load.in_flight, max(load.calls // 8, 20 * load.connections),
+                load.request)  # fmt: skip
 
 
 def idle_memory(targets: Targets, target: str, sockets: int) -> float:
@@ -204,6 +266,10 @@ RATE = "calls_per_s"
 SESSIONS = "sessions"
 #: This package with CHANNELS_RPC["METRICS"] off (docs/metrics.md): no per-call counting.
 NO_METRICS = "nometrics"
+#: This package through a uvicorn front-end (same workers and Redis).
+UVICORN = "uvicorn"
+#: The Celery peer (benchmarks/celery_peer).
+CELERY = "celery"
 
 
 @dataclass
@@ -219,7 +285,8 @@ def scenarios(quick: bool) -> list[Scenario]:
     def load(connections: int, in_flight: int, full: int, fast: int, **request: Any) -> Load:
         return Load(connections, in_flight, fast if quick else full, request)
 
-    everyone, libraries = ("rpc", SESSIONS, NO_METRICS, "v1", "raw"), ("rpc", "v1")
+    everyone = ("rpc", UVICORN, SESSIONS, NO_METRICS, "v1", "raw", CELERY)
+    libraries, payloads = ("rpc", "v1", CELERY), ("rpc", UVICORN, "v1", CELERY)
     sleep, kib = {"method": "sleep", "params": [10]}, "x" * 1024
     return [
         Scenario("a", "ping, 1 connection", everyone,
@@ -229,9 +296,9 @@ def scenarios(quick: bool) -> list[Scenario]:
         Scenario("c1", "sleep(10 ms), 1 x 10", libraries, load(1, 10, 2000, 500, **sleep), RATE),
         Scenario("c2", "sleep(10 ms), 20 x 10", libraries,
                  load(20, 10, 10000, 3000, **sleep), RATE),
-        Scenario("g1", "echo 1 KiB, 4 x 4", libraries,
+        Scenario("g1", "echo 1 KiB, 4 x 4", payloads,
                  load(4, 4, 8000, 2000, method="echo", params=[kib]), RATE),
-        Scenario("g2", "echo 256 KiB, 1 x 1", libraries,
+        Scenario("g2", "echo 256 KiB, 1 x 1", payloads,
                  load(1, 1, 300, 100, method="echo", params=[kib * 256]), RATE),
     ]  # fmt: skip
 
@@ -244,9 +311,9 @@ def run_scenarios(
     targets: Targets, repeats: int, quick: bool, only: Sequence[str] = ()
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for scenario in scenarios(quick):
-        if only and scenario.key not in only:
-            continue
+    chosen = [scenario for scenario in scenarios(quick) if not only or scenario.key in only]
+    warm_up(targets, dict.fromkeys(t for scenario in chosen for t in scenario.targets))
+    for scenario in chosen:
         per_target = results.setdefault(scenario.key, {t: [] for t in scenario.targets})
         for repeat in range(repeats):
             for target in scenario.targets:
@@ -259,6 +326,14 @@ def run_scenarios(
                     flush=True,
                 )
     return results
+
+
+def warm_up(targets: Targets, names: Iterable[str]) -> None:
+    """A few calls to every target first: a fresh server's first connections pay for what it
+    sets up once (imports, connections to Redis), which would count against whichever target
+    a scenario measures first."""
+    for name in names:
+        loadgen(targets.urls[name], Load(2, 2, 100, {"method": "ping"}), session=name == SESSIONS)
 
 
 def isolation(
@@ -394,9 +469,57 @@ def table(results: dict[str, Any], repeats: int) -> str:
     return "\n".join(rows) + f"\n\nmedians of {repeats} runs; {results['machine']}"
 
 
+def peers_table(results: dict[str, Any]) -> str:
+    """This package through daphne and through uvicorn, and the Celery peer, side by side."""
+    runs = results["scenarios"]
+
+    def m(key: str, target: str, metric: str = RATE) -> float:
+        return median([r[metric] for r in runs[key].get(target, [])])
+
+    def cell(value: float, metric: str = RATE) -> str:
+        if value != value:  # NaN: not run on that target
+            return "-"
+        return f"{value:.2f} ms" if metric == "p50_ms" else f"{value:,.1f}"
+
+    def ratio(over: float, under: float) -> str:
+        return f"{over / under:.2f}x" if over == over and under == under else "-"
+
+    rows = [
+        "| scenario | this package (daphne) | this package (uvicorn) | uvicorn / daphne "
+        "| Celery peer | this (daphne) / Celery | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    targets = {"a": "<= 0.3x", "b": ">= 10x"}
+    for scenario in scenarios(quick=True):
+        key, metric = scenario.key, scenario.metric
+        ours, uvicorn, celery = (m(key, t, metric) for t in ("rpc", UVICORN, CELERY))
+        rows.append(
+            f"| ({key}) {scenario.title}, {'p50' if metric == 'p50_ms' else 'calls/s'} "
+            f"| {cell(ours, metric)} | {cell(uvicorn, metric)} | {ratio(uvicorn, ours)} "
+            f"| {cell(celery, metric)} | {ratio(ours, celery)} | {targets.get(key, '-')} |"
+        )
+    for label, metric in (("front-end", "frontend_us_per_call"), ("worker", "worker_us_per_call"),
+                          ("Redis", "redis_us_per_call")):  # fmt: skip
+        ours, uvicorn, celery = (m("b", t, metric) for t in ("rpc", UVICORN, CELERY))
+        rows.append(
+            f"| {label} CPU per call, (b) | {ours:.0f} us | {uvicorn:.0f} us "
+            f"| {ratio(uvicorn, ours)} | {celery:.0f} us | {ratio(ours, celery)} | - |"
+        )
+    memory = results["memory"]
+    rows.append(
+        f"| memory per idle connection | {memory['rpc']:.1f} KiB | {memory[UVICORN]:.1f} KiB "
+        f"| {ratio(memory[UVICORN], memory['rpc'])} | - | - | - |"
+    )
+    note = (
+        "Celery peer: daphne + a Channels consumer + a prefork Celery worker of "
+        f"{os.cpu_count()} processes (their CPU summed), fewer calls a scenario"
+    )
+    return "\n".join(rows) + f"\n\n{note}"
+
+
 def only(keys: Sequence[str], repeats: int, quick: bool) -> None:
     """Some scenarios alone: each target's median, and its ratio to this package's."""
-    targets = start(1)
+    targets = start(1, peers=True)
     try:
         runs = run_scenarios(targets, repeats, quick, keys)
     finally:
@@ -428,12 +551,12 @@ def main() -> None:
     if args.only:
         only(args.only.split(","), repeats, args.quick)
         return
-    targets = start(1)
+    targets = start(1, peers=True)
     try:
         print("scenarios (a), (b), (c), (f), (g): 1 front-end, 1 worker", flush=True)
         results["scenarios"] = run_scenarios(targets, repeats, args.quick)
         results["memory"] = {
-            t: idle_memory(targets, t, 200 if args.quick else 1000) for t in ("rpc", "v1")
+            t: idle_memory(targets, t, 200 if args.quick else 1000) for t in ("rpc", UVICORN, "v1")
         }
     finally:
         targets.stop()
@@ -459,6 +582,7 @@ def main() -> None:
     )
     args.json.write_text(json.dumps(results, indent=2))
     print("\n" + table(results, repeats))
+    print("\n" + peers_table(results))
 
 
 if __name__ == "__main__":

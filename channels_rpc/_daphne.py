@@ -6,6 +6,9 @@ protocol)``, possibly wrapped by Channels' session middleware (``InstanceSession
 with the original as ``.real_send``); the protocol is an autobahn ``WebSocketServerProtocol``
 whose ``transport`` is a Twisted TCP transport. Anything else, or anything missing: None, and the
 caller falls back to what works on every server.
+
+One thing reaches uvicorn too: whether the server stops on a SIGTERM handler of its own that
+:mod:`channels_rpc.draining` can run after closing the sockets (:func:`stops_on_sigterm`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["DaphneSocket", "socket_for"]
+__all__ = ["DaphneSocket", "socket_for", "stops_on_sigterm"]
 
 logger = logging.getLogger("channels_rpc")
 
@@ -39,15 +42,33 @@ def socket_for(send: Callable[..., Any]) -> DaphneSocket | None:
     return DaphneSocket(protocol, transport)
 
 
+def stops_on_sigterm(send: Callable[..., Any]) -> bool:
+    """Whether the server behind ``send`` is daphne or uvicorn.
+
+    Both stop on a SIGTERM handler installed with ``signal.signal`` in the main thread (Twisted's;
+    uvicorn's ``Server.handle_exit``), which draining calls once the sockets are closed.
+    uvicorn's ``send`` is a method of its WebSocket protocol (any of its implementations).
+    """
+    if _protocol_of(send) is not None:
+        return True
+    owner = getattr(_innermost(send), "__self__", None)
+    return type(owner).__module__.startswith("uvicorn.protocols.websockets.")
+
+
 def _protocol_of(send: Any) -> Any:
+    send = _innermost(send)
+    if not isinstance(send, functools.partial) or len(send.args) != 1:
+        return None
+    return send.args[0] if getattr(send.func, "__name__", None) == "handle_reply" else None
+
+
+def _innermost(send: Any) -> Any:
+    """``send`` without the session middleware's wrappers around it."""
     for _ in range(_MAX_WRAPPERS):
-        if isinstance(send, functools.partial):
-            if getattr(send.func, "__name__", None) == "handle_reply" and len(send.args) == 1:
-                return send.args[0]
-            return None
-        send = getattr(getattr(send, "__self__", None), "real_send", None)  # session middleware
-        if send is None:
-            return None
+        inner = getattr(getattr(send, "__self__", None), "real_send", None)
+        if inner is None:
+            return send
+        send = inner
     return None
 
 

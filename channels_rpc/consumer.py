@@ -41,6 +41,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from channels_rpc import checks, draining, embedded, metrics, registry, signals, status, tracing
 from channels_rpc._aio import TaskSet
+from channels_rpc._daphne import stops_on_sigterm
 from channels_rpc.config import RpcConfig, get_config
 from channels_rpc.dispatch import DirectDispatch
 from channels_rpc.flow import Inbox
@@ -139,7 +140,7 @@ class AsyncJsonRpcWebsocketConsumer(
             max_unsent=config.max_outbound_bytes + room * config.max_response_size,
             refuse=self._close_abusive,
         )
-        if inbox.server_queue is not None:  # on daphne: SIGTERM closes sockets with 4012 first
+        if stops_on_sigterm(send):  # daphne, uvicorn: SIGTERM closes sockets with 4012 first
             draining.install(config.shutdown_grace, _drains.wait)
         async with inbox.reading():
             await super().__call__(scope, inbox.receive, send)

@@ -2,13 +2,16 @@
 
 Every rolling deploy stops front-ends. Stopped the default way, daphne drops its sockets and its
 connections never hear ``websocket.disconnect``: their sessions stay attached to a process that
-is gone, and their calls are neither kept nor cancelled. So on daphne (the first connection
-that finds a daphne socket installs it) SIGTERM first closes every socket with **4012**
-("server restarting: reconnect and resume"): a session connection detaches as for any lost
-socket, and its client resumes on another front-end; a connection without one is closed and
-its calls cancelled as usual. New handshakes are refused meanwhile (403), so that a load
-balancer sends them elsewhere. Once every connection has gone, or after ``SHUTDOWN_GRACE``
-seconds, the handler that was there before (daphne's: stop the server) runs.
+is gone, and their calls are neither kept nor cancelled; uvicorn closes them with 1012 and stops
+before what was sent to their channels is kept. So on daphne and uvicorn (the first connection
+served by either installs it, see ``_daphne.stops_on_sigterm``) SIGTERM first closes every
+socket with **4012** ("server restarting: reconnect and resume"): a session connection detaches
+as for any lost socket, and its client resumes on another front-end; a connection without one
+is closed and its calls cancelled as usual. New handshakes are refused meanwhile (403), so that
+a load balancer sends them elsewhere. Once every connection has gone, or after
+``SHUTDOWN_GRACE`` seconds, the handler that was there before runs: daphne's stops the server,
+which exits 0; uvicorn's stops it too, then raises the SIGTERM it caught again, so the process
+ends by the signal (as uvicorn always does on SIGTERM).
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def install(grace: float, settled: Callable[[], Awaitable[None]]) -> None:
 
 
 def _chain(previous: Any) -> None:
-    """Run what SIGTERM did before (daphne's handler stops its server)."""
+    """Run what SIGTERM did before (daphne's or uvicorn's handler stops its server)."""
     if callable(previous):
         previous(signal.SIGTERM, None)
     elif previous == signal.SIG_DFL:

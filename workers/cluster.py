@@ -11,14 +11,16 @@ A Redis that merely answers on 127.0.0.1:6379 is never used unasked: it may be s
 it started, by pid, on Ctrl-C (or SIGTERM). The integration tests, the browser tests and the
 benchmarks build their clusters with the same classes.
 
-Every wait is on the processes' own output (daphne's "Listening on TCP address", the worker's
-"rpcworker ready"), never a sleep; front-ends listen on ports the OS picks at bind time unless
-told otherwise.
+Front-ends are daphne, or uvicorn with ``--server uvicorn`` (the same application). Every wait
+is on the processes' own output (daphne's "Listening on TCP address", uvicorn's "Uvicorn running
+on", the worker's "rpcworker ready"), never a sleep; front-ends listen on ports the OS picks at
+bind time unless told otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -41,6 +43,16 @@ STARTUP_TIMEOUT = 30.0
 #: daphne's flags in docker-compose.yml and the systemd unit too (tests/deploy checks): behind
 #: nginx, the client is the address nginx saw, which it sends as X-Real-IP.
 DAPHNE_FLAGS = ("--proxy-headers", "--proxy-headers-host", "X-Real-IP")
+#: uvicorn's: Channels' ProtocolTypeRouter serves no lifespan scope; frames capped at 1 MiB as
+#: daphne caps them (uvicorn's default is 16 MiB, read whole before the application sees the
+#: size); a line per handshake is noise. (Behind a proxy, uvicorn reads X-Forwarded-For from
+#: the addresses in --forwarded-allow-ips, 127.0.0.1 by default; it has no X-Real-IP.)
+UVICORN_FLAGS = ("--lifespan", "off", "--ws-max-size", str(1024 * 1024), "--no-access-log")
+#: The line each server prints once it listens, with the port it bound.
+LISTENING = {
+    "daphne": r"Listening on TCP address 127\.0\.0\.1:(\d+)",
+    "uvicorn": r"Uvicorn running on http://127\.0\.0\.1:(\d+)",
+}
 
 
 class Process:
@@ -125,10 +137,37 @@ class Process:
         with self._cond:
             return "".join(self._lines)
 
-    def cpu_seconds(self) -> float:
-        """CPU time the process has used (user + system), from /proc."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    def cpu_seconds(self, children: bool = False) -> float:
+        """CPU time the process has used (user + system), from /proc; ``children``: with that
+        of its live descendants (a prefork worker's pool)."""
+        total = _cpu_seconds(self.pid)
+        for pid in self.descendants() if children else []:
+            with contextlib.suppress(OSError):  # gone since it was listed
+                total += _cpu_seconds(pid)
+        return total
+
+    def descendants(self) -> list[int]:
+        """Its children, theirs, and so on, from /proc (those gone meanwhile left out)."""
+        found, pending = [], [self.pid]
+        while pending:
+            pid = pending.pop()
+            for task in _listdir(Path(f"/proc/{pid}/task")):
+                with contextlib.suppress(OSError):
+                    children = [int(c) for c in (task / "children").read_text().split()]
+                    found += children
+                    pending += children
+        return found
+
+    def stop_with_children(self, timeout: float = 10.0) -> int:
+        """:meth:`stop`, then SIGKILL whatever of its descendants outlived it, by pid (checked
+        against the start time seen before, so that a reused pid is left alone)."""
+        children = [(pid, _started(pid)) for pid in self.descendants()]
+        status = self.stop(timeout)
+        for pid, started in children:
+            with contextlib.suppress(OSError):
+                if started is not None and _started(pid) == started:
+                    os.kill(pid, signal.SIGKILL)
+        return status
 
     def rss_kib(self) -> int:
         """Resident memory, from /proc."""
@@ -160,6 +199,26 @@ class Process:
             self.popen.wait(timeout)
         self._reader.join(5)
         return self.popen.returncode
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _started(pid: int) -> str | None:
+    """When ``pid`` started (clock ticks after boot, from /proc), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return None
+
+
+def _listdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
 
 
 @dataclass
@@ -276,7 +335,8 @@ def _which(program: str) -> bool:
 
 @dataclass
 class LocalCluster:
-    """Daphne front-ends and rpcworker processes of one Django project, sharing a Redis prefix."""
+    """Front-ends (daphne or uvicorn) and rpcworker processes of one Django project, sharing a
+    Redis prefix."""
 
     redis: Redis
     log_dir: Path
@@ -306,13 +366,15 @@ class LocalCluster:
         argv = [sys.executable, "-m", "workers.manage", *args]
         subprocess.run(argv, cwd=REPO, env=self.env(), check=True, timeout=120)
 
-    def start_frontend(self, *daphne_args: str, port: int = 0, **env: str) -> Process:
-        endpoint = f"tcp:port={port}:interface=127.0.0.1"
-        daphne = [sys.executable, "-m", "daphne", "-e", endpoint, *DAPHNE_FLAGS]
-        argv = [*daphne, *daphne_args, self.app]
-        proc = Process(f"daphne{len(self.frontends)}", argv, self.env(**env), self.log_dir)
+    def start_frontend(
+        self, *server_args: str, port: int = 0, server: str = "daphne", **env: str
+    ) -> Process:
+        """A front-end on 127.0.0.1: ``server`` is "daphne" or "uvicorn" (``server_args`` are
+        its own flags); ``port`` 0 lets the OS pick, read back from the server's output."""
+        argv = [*frontend_command(server, port), *server_args, self.app]
+        proc = Process(f"{server}{len(self.frontends)}", argv, self.env(**env), self.log_dir)
         self.frontends.append(proc)
-        listening = proc.wait_for(r"Listening on TCP address 127\.0\.0\.1:(\d+)")
+        listening = proc.wait_for(LISTENING[server])
         self.ports.append(int(listening.group(1)))
         return proc
 
@@ -351,6 +413,17 @@ class LocalCluster:
         )
 
 
+def frontend_command(server: str, port: int = 0) -> list[str]:
+    """The command line of a front-end on 127.0.0.1:``port``, but for the application."""
+    if server == "daphne":
+        endpoint = f"tcp:port={port}:interface=127.0.0.1"
+        return [sys.executable, "-m", "daphne", "-e", endpoint, *DAPHNE_FLAGS]
+    if server == "uvicorn":
+        address = ["--host", "127.0.0.1", "--port", str(port)]
+        return [sys.executable, "-m", "uvicorn", *address, *UVICORN_FLAGS]
+    raise ValueError(f"unknown front-end server {server!r}: daphne or uvicorn")
+
+
 def rpcnotify_line(cluster: LocalCluster) -> str:
     """The command that pushes to the demo page's topic: it must use the cluster's Redis and
     channel prefix, or its push reaches no one."""
@@ -364,6 +437,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--frontends", type=int, default=2)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--port", type=int, default=0, help="first front-end port (0: any free)")
+    parser.add_argument("--server", choices=sorted(LISTENING), default="daphne")
     args = parser.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="channels-rpc-cluster-"))
     redis = find_or_start_redis(log_dir)
@@ -378,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cluster.manage("migrate", "--verbosity", "0")
         for index in range(args.frontends):
-            cluster.start_frontend(port=args.port + index if args.port else 0)
+            cluster.start_frontend(port=args.port + index if args.port else 0, server=args.server)
         for _ in range(args.workers):
             cluster.start_worker()
         print(f"Redis: {redis.url} ({redis.kind}); logs: {log_dir}")

@@ -1,4 +1,5 @@
-"""What the benchmarks call, the same on every target (see upstream_app/methods.py)."""
+"""What the benchmarks call, the same on every target (see upstream_app/asgi.py and
+celery_peer/tasks.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ async def ping() -> str:
 @BenchConsumer.rpc_method()
 async def echo(value: Any) -> Any:
     return value
+
+
+@BenchConsumer.rpc_method()
+async def add(a: float, b: float) -> float:
+    return a + b
 
 
 @BenchConsumer.rpc_method()
