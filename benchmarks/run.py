@@ -116,6 +116,7 @@ def start(
     *,
     baseline: bool = True,
     peers: bool = False,
+    worker_args: Sequence[str] = (),
 ) -> Targets:
     """The servers; ``queues`` names each worker's queues (default: every queue, each).
 
@@ -133,7 +134,7 @@ def start(
     try:
         ours = cluster.start_frontend()
         for index in range(workers):
-            cluster.start_worker(queues[index] if queues else ())
+            cluster.start_worker(queues[index] if queues else (), args=worker_args)
         targets.servers["rpc"] = targets.servers["raw"] = targets.servers[SESSIONS] = ours
         targets.urls["rpc"] = targets.urls[SESSIONS] = cluster.url("/rpc/")
         targets.urls["raw"] = cluster.url("/raw/")
@@ -435,6 +436,9 @@ def table(results: dict[str, Any], repeats: int) -> str:
     )
     rows.append(_row("(d) ... CPU method on its own queue", ms(d["rpc_apart"]), ms(d["v1"]), "-",
                      f"{d['rpc_apart'] / d['v1']:.3f}x", "<= 0.1x"))  # fmt: skip
+    pooled = d["rpc_processes"]
+    rows.append(_row("(d) ... one queue, rpcworker --pool processes", ms(pooled), ms(d["v1"]), "-",
+                     f"{pooled / d['v1']:.3f}x", "<= 0.1x"))  # fmt: skip
     e = {w: median(v) for w, v in results["scaling"].items()}
     rows.append(_row("(e) cpu(20 ms) calls/s, 1 -> 2 workers", f"{e['1']:.0f} -> {e['2']:.0f}",
                      "-", "-", f"{e['2'] / e['1']:.2f}x",
@@ -574,6 +578,13 @@ def main() -> None:
         print("scenario (d): the CPU-bound method on a queue and worker of its own", flush=True)
         apart = isolation(targets, repeats, args.quick, {"rpc": "cpu_apart"})
         results["isolation"]["rpc_apart"] = apart["rpc"]
+    finally:
+        targets.stop()
+    targets = start(2, baseline=False, worker_args=("--pool", "processes"))
+    try:
+        print("scenario (d): one queue, sync methods in the workers' child processes", flush=True)
+        pooled = isolation(targets, repeats, args.quick, {"rpc": "cpu"})
+        results["isolation"]["rpc_processes"] = pooled["rpc"]
     finally:
         targets.stop()
     print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)
