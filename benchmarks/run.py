@@ -317,7 +317,10 @@ def run_scenarios(
     for scenario in chosen:
         per_target = results.setdefault(scenario.key, {t: [] for t in scenario.targets})
         for repeat in range(repeats):
-            for target in scenario.targets:
+            # A different order each time: a target measured right after a heavy one (the
+            # Celery peer leaves its pool settling) would otherwise always pay for it.
+            shift = repeat % len(scenario.targets)
+            for target in scenario.targets[shift:] + scenario.targets[:shift]:
                 result = measure(targets, target, scenario.load)
                 per_target[target].append(result)
                 value = result[scenario.metric]
