@@ -489,6 +489,7 @@ def test_rpcworker_reload_stops_on_ctrl_c(reloading: Callable[[], Proc]) -> None
     worker = reloading()
     child = int(worker.wait_for(READY).group(1))
     os.killpg(worker.pid, signal.SIGINT)  # what a terminal does: the whole process group
-    assert worker.wait_stopped() == 0
+    code = worker.wait_stopped()
+    assert code == 0, worker.output()
     assert gone(child)
     assert "Traceback" not in worker.output()
