@@ -46,7 +46,8 @@ reliability: $(STAMP)
 mutants: $(STAMP)
 	$(BIN)/python -m tools.mutants
 
-## This package against channels-rpc 1.0.1 (installed in .bench/) and raw Channels: one table.
+## This package (daphne and uvicorn front-ends) against channels-rpc 1.0.1 (installed in .bench/),
+## raw Channels and a Celery peer: two tables. benchmarks/scaling.py: what a call costs Redis.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
