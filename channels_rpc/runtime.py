@@ -184,10 +184,6 @@ class WorkerRuntime:
             self._release(slots - len(messages))
             for message in messages:
                 self._start(message)
-            if messages:
-                # Let the calls run up to their first wait before the next pop goes out: a
-                # fast method's answer then leaves first (the pop's command is on its way).
-                await asyncio.sleep(0)
 
     async def _give_back(self, messages: list[dict[str, Any]]) -> None:
         """Return requests to the queues they came from, for another worker; run what can't go."""

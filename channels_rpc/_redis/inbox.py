@@ -92,8 +92,6 @@ class Inbox:
             for member, score in batch:
                 self._deliver(member, score)
             self._evict_stale()
-            if batch:
-                await _let_readers_write()
 
     def _deliver(self, member: bytes, score: float) -> None:
         # Scores are on the layer's clock (Redis' time), wherever the sender ran.
@@ -120,11 +118,3 @@ class Inbox:
 
     async def close(self) -> None:
         await cancel_and_wait(self.reader)
-
-
-async def _let_readers_write() -> None:
-    """Two turns of the event loop before the next pop: the consumers' readers wake, their
-    dispatchers write the answers (channels_rpc.dispatch), then the pop's command goes out.
-    (1-3% of a call's latency at one call in flight, measured; nothing under load.)"""
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)

@@ -315,32 +315,6 @@ async def test_layers_with_receive_many_are_polled_and_never_cancelled() -> None
     assert runtime.handled == 1
 
 
-async def test_calls_start_before_the_next_poll_goes_out() -> None:
-    """A fast method's answer leaves before the worker asks Redis for more: the poll's command
-    is written when receive_many is called, so the calls taken must have run first."""
-    layer = PollingLayer()
-    events: list[str] = []
-    poll = layer.receive_many
-
-    async def recorded(channels: Sequence[str], limit: int, seconds: float) -> list[Any]:
-        events.append("poll")
-        return await poll(channels, limit, seconds)
-
-    layer.receive_many = recorded  # type: ignore[method-assign]
-    handled = asyncio.Event()
-
-    async def handler(message: dict[str, Any]) -> None:
-        events.append(f"call {message['n']}")
-        handled.set()
-
-    layer.queue.put_nowait({"type": "rpc.request", "n": 1})
-    runtime = WorkerRuntime(layer, handler, concurrency=4)
-    runtime.serve(["q"])
-    await wait_for(handled)
-    await runtime.stop(1)
-    assert events[:3] == ["poll", "call 1", "poll"]
-
-
 async def test_serve_is_idempotent_and_does_nothing_after_stop() -> None:
     layer = InMemoryChannelLayer()
     called: list[dict[str, Any]] = []
