@@ -488,6 +488,9 @@ async def test_rpcworker_reload_serves_an_edited_module_and_stops_on_sigterm(
 def test_rpcworker_reload_stops_on_ctrl_c(reloading: Callable[[], Proc]) -> None:
     worker = reloading()
     child = int(worker.wait_for(READY).group(1))
+    # Ctrl-C once the reloader is up too (the worker's thread announces itself before the
+    # reloader's main thread has finished starting).
+    worker.wait_for(r"Sending autoreload_started signal")
     os.killpg(worker.pid, signal.SIGINT)  # what a terminal does: the whole process group
     code = worker.wait_stopped()
     assert code == 0, worker.output()
