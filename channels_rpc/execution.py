@@ -257,6 +257,8 @@ class Executor:
         self, spec: MethodSpec, result: Any, encoder: type[json.JSONEncoder] | None
     ) -> Outcome:
         try:
+            if spec.types is not None:
+                result = spec.types.dump(result)
             body = dumps(result, encoder, default=self._default)
         except (TypeError, ValueError, RecursionError) as exc:
             logger.error("result of %r is not JSON: %s", spec.name, exc)

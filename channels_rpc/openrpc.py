@@ -10,20 +10,13 @@ OpenRPC has no field for.
 
 from __future__ import annotations
 
-import collections.abc
-import dataclasses
-import datetime
-import decimal
-import enum
 import inspect
-import types
-import typing
-import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from channels_rpc.exceptions import RPC_ERRORS, JsonRpcErrorCode
 from channels_rpc.registry import MethodSpec
+from channels_rpc.validation import Adapted, json_schemas, method_types, schema_for
 
 __all__ = [
     "OPENRPC_VERSION",
@@ -46,24 +39,6 @@ PROGRESS: Final[Mapping[str, Any]] = {
         {"name": "message", "required": False, "schema": {"type": "string"}},
     ],
 }
-_MAX_DEPTH: Final = 8  # nested annotations deeper than this are described as "any"
-
-_SCALARS: Final[dict[Any, dict[str, Any]]] = {
-    bool: {"type": "boolean"},
-    int: {"type": "integer"},
-    float: {"type": "number"},
-    str: {"type": "string"},
-    bytes: {"type": "string"},
-    type(None): {"type": "null"},
-    datetime.datetime: {"type": "string", "format": "date-time"},
-    datetime.date: {"type": "string", "format": "date"},
-    datetime.time: {"type": "string", "format": "time"},
-    uuid.UUID: {"type": "string", "format": "uuid"},
-    decimal.Decimal: {"type": "string"},  # how DjangoJSONEncoder writes it
-}
-# Generic aliases such as typing.Sequence[int] report the collections.abc class as their origin.
-_ARRAYS: Final = (list, tuple, set, frozenset, collections.abc.Sequence, collections.abc.Set)
-
 # Errors any call may be answered with, beyond its own JsonRpcErrors.
 _CALL_ERRORS: Final = (
     JsonRpcErrorCode.INVALID_PARAMS,
@@ -79,72 +54,6 @@ _CALL_ERRORS: Final = (
 )
 
 
-def schema_for(annotation: Any, depth: int = 0) -> dict[str, Any]:
-    """A JSON Schema for values of a type annotation ({} when it says nothing useful)."""
-    if depth > _MAX_DEPTH or annotation in (inspect.Parameter.empty, Any, object):
-        return {}
-    if annotation in _SCALARS:
-        return dict(_SCALARS[annotation])
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return {"enum": [member.value for member in annotation]}
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Literal:
-        return {"enum": [arg.value if isinstance(arg, enum.Enum) else arg for arg in args]}
-    if origin in (typing.Union, types.UnionType):
-        return {"anyOf": [schema_for(arg, depth + 1) for arg in args]}
-    if origin is not None and (origin in _ARRAYS or _is_subclass(origin, _ARRAYS)):
-        return _array(origin, args, depth)
-    if annotation in _ARRAYS or annotation in (typing.Sequence, typing.AbstractSet):
-        return {"type": "array"}
-    if origin in (dict, typing.Mapping) or _is_subclass(origin, (Mapping,)):
-        values = schema_for(args[1], depth + 1) if len(args) == 2 else {}
-        return {"type": "object", "additionalProperties": values or True}
-    if annotation in (dict, typing.Mapping):
-        return {"type": "object"}
-    return _structured(annotation, depth)
-
-
-def _is_subclass(origin: Any, bases: tuple[Any, ...]) -> bool:
-    return isinstance(origin, type) and issubclass(
-        origin, tuple(b for b in bases if isinstance(b, type))
-    )
-
-
-def _array(origin: Any, args: tuple[Any, ...], depth: int) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "array"}
-    if origin is tuple and args and args[-1] is not Ellipsis:
-        schema["items"] = [schema_for(arg, depth + 1) for arg in args]
-    elif args:
-        schema["items"] = schema_for(args[0], depth + 1)
-    if origin in (set, frozenset) or _is_subclass(origin, (collections.abc.Set,)):
-        schema["uniqueItems"] = True
-    return schema
-
-
-def _structured(annotation: Any, depth: int) -> dict[str, Any]:
-    """TypedDicts and dataclasses as objects with properties; anything else as "any"."""
-    if typing.is_typeddict(annotation):
-        hints = _type_hints(annotation)
-        required = sorted(annotation.__required_keys__)
-    elif dataclasses.is_dataclass(annotation) and isinstance(annotation, type):
-        hints = _type_hints(annotation)
-        required = [
-            f.name
-            for f in dataclasses.fields(annotation)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        ]
-    else:
-        return {}
-    schema: dict[str, Any] = {
-        "type": "object",
-        "title": annotation.__name__,
-        "properties": {name: schema_for(hint, depth + 1) for name, hint in hints.items()},
-    }
-    if required:
-        schema["required"] = required
-    return schema
-
-
 def document(
     specs: Iterable[MethodSpec],
     *,
@@ -153,11 +62,18 @@ def document(
     default_queue: str = "rpc.default",
 ) -> dict[str, Any]:
     """The OpenRPC document for ``specs``."""
+    specs = list(specs)
+    schemas, definitions = _schemas(specs)
+    components: dict[str, Any] = {
+        "errors": {_error_key(code): _error(code) for code in _CALL_ERRORS}
+    }
+    if definitions:
+        components["schemas"] = definitions
     doc: dict[str, Any] = {
         "openrpc": OPENRPC_VERSION,
         "info": dict(info),
-        "methods": [_method(spec, default_queue) for spec in specs],
-        "components": {"errors": {_error_key(code): _error(code) for code in _CALL_ERRORS}},
+        "methods": [_method(spec, default_queue, schemas) for spec in specs],
+        "components": components,
         "x-notifications": [
             _server_notification(name, about) for name, about in server_notifications.items()
         ],
@@ -257,10 +173,25 @@ def _describe(spec: MethodSpec, *, transports: bool = False) -> dict[str, Any]:
     return entry
 
 
-def _method(spec: MethodSpec, default_queue: str) -> dict[str, Any]:
-    hints = _hints(spec)
+_Schemas = dict[tuple[str, bool, str | None], dict[str, Any]]
+
+
+def _schemas(specs: list[MethodSpec]) -> tuple[_Schemas, dict[str, Any]]:
+    """Every param's and result's schema, by (method, is notification, param or None), with
+    the definitions they share (the validators' own: what is published is what is checked)."""
+    entries: list[tuple[Any, str, Adapted]] = []
+    for spec in specs:
+        types = spec.types or method_types(spec.name, spec.func, spec.signature)
+        params, result = types.described()
+        for name, adapted in params.items():
+            entries.append(((spec.name, spec.is_notification, name), "validation", adapted))
+        entries.append(((spec.name, spec.is_notification, None), "serialization", result))
+    return json_schemas(entries)
+
+
+def _method(spec: MethodSpec, default_queue: str, schemas: _Schemas) -> dict[str, Any]:
     summary, description = _docstring(spec.func)
-    method: dict[str, Any] = {"name": spec.name, "params": _params(spec, hints)}
+    method: dict[str, Any] = {"name": spec.name, "params": _params(spec, schemas)}
     if summary:
         method["summary"] = summary
     if description:
@@ -271,7 +202,8 @@ def _method(spec: MethodSpec, default_queue: str) -> dict[str, Any]:
     if spec.is_notification:
         method["x-notification"] = True
     else:
-        method["result"] = {"name": "result", "schema": schema_for(hints.get("return", Any))}
+        result = schemas[(spec.name, spec.is_notification, None)]
+        method["result"] = {"name": "result", "schema": result}
         method["errors"] = [{"$ref": f"#/components/errors/{_error_key(c)}"} for c in _CALL_ERRORS]
     method["x-timeout"] = spec.timeout
     method["x-queue"] = spec.queue or default_queue
@@ -279,10 +211,10 @@ def _method(spec: MethodSpec, default_queue: str) -> dict[str, Any]:
     return method
 
 
-def _params(spec: MethodSpec, hints: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _params(spec: MethodSpec, schemas: _Schemas) -> list[dict[str, Any]]:
     params = []
     for parameter in spec.signature.parameters.values():
-        schema = schema_for(hints.get(parameter.name, parameter.annotation))
+        schema = schemas[(spec.name, spec.is_notification, parameter.name)]
         descriptor: dict[str, Any] = {"name": parameter.name, "schema": schema}
         if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             descriptor["x-variadic"] = "positional"  # any number of these, by position
@@ -309,17 +241,6 @@ def _param_structure(signature: inspect.Signature) -> str:
     }:
         return "by-name" if inspect.Parameter.POSITIONAL_OR_KEYWORD not in kinds else "either"
     return "either"
-
-
-def _hints(spec: MethodSpec) -> dict[str, Any]:
-    return _type_hints(inspect.unwrap(spec.func))
-
-
-def _type_hints(obj: Any) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(obj)
-    except Exception:  # an annotation that does not resolve (a TYPE_CHECKING import) says nothing
-        return {}
 
 
 def _docstring(func: Any) -> tuple[str, str]:

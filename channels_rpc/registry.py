@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from channels_rpc.context import RpcContext
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
+from channels_rpc.validation import MethodTypes, method_types
 
 __all__ = [
     "RESERVED_PREFIX",
@@ -86,6 +87,8 @@ class MethodSpec:
     websocket: bool = True
     permissions: tuple[str, ...] = ()
     context_name: str | None = None  # the parameter that receives the RpcContext
+    #: The checks and conversions its annotations ask for (channels_rpc.validation).
+    types: MethodTypes | None = None
     #: (required, total) when the signature has positional parameters only (no ``*args``,
     #: ``**kwargs`` or keyword-only ones), so that a list of params fits by its length alone:
     #: most methods, bound per call on both sides of the hop without ``Signature.bind``.
@@ -99,7 +102,15 @@ class MethodSpec:
             object.__setattr__(self, "arity", (required, len(parameters)))
 
     def bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Match ``params`` to the signature, or raise -32602 saying what does not fit."""
+        """Match ``params`` to the signature and its annotations, or raise -32602 saying what
+        does not fit; the values come back converted to the annotated types."""
+        args, kwargs = self._bind(params)
+        types = self.types
+        if types is not None and types.checks:
+            return types.convert(args, kwargs)
+        return args, kwargs
+
+    def _bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         if self.arity is not None:
             required, total = self.arity
             if isinstance(params, list) and required <= len(params) <= total:
@@ -257,6 +268,7 @@ def register(
         websocket=bool(websocket),
         permissions=tuple(getattr(func, _PERMISSIONS_ATTR, ())),
         context_name=parameters[0].name if accepts_context else None,
+        types=method_types(name, func, signature),
     )
     table = table_of(cls, create=True)
     assert table is not None

@@ -54,11 +54,13 @@ from channels_rpc.registry import MethodSpec, resolve_consumer, table_of
 from channels_rpc.runtime import WorkerRuntime
 from channels_rpc.scope import load_user, worker_scope
 from channels_rpc.threads import ThreadPool
+from channels_rpc.validation import or_pydantic
 
 __all__ = ["CallHandler", "CallerChannel", "RpcWorkerConsumer", "build_runtime"]
 
-#: Django's JSON forms of the types JSON lacks, for results encoded without an encoder class.
-_DJANGO_JSON = DjangoJSONEncoder().default
+#: Django's JSON forms of the types JSON lacks, for results encoded without an encoder class;
+#: pydantic's for the rest (dataclasses, models).
+_DJANGO_JSON = or_pydantic(DjangoJSONEncoder().default)
 
 logger = protect(logging.getLogger("channels_rpc.worker"))
 

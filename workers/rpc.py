@@ -10,7 +10,8 @@ import asyncio
 import os
 import re
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from channels_rpc import JsonRpcError, JsonRpcErrorCode, RpcContext, notify_group
 from workers.consumers import RpcConsumer
@@ -132,3 +133,40 @@ async def publish(topic: str, message: Any) -> bool:
     params = {"topic": topic, "message": message, "worker_pid": os.getpid()}
     await notify_group(_topic_group(topic), "topic.message", params)
     return True
+
+
+# Typed params: annotated params are validated (and converted) before a call is enqueued, and
+# rpc.discover and `manage.py rpcschema` publish the same schemas.
+
+
+@dataclass
+class Point:
+    x: float
+    y: float
+
+
+@RpcConsumer.rpc_method("geometry.distance")
+async def distance(a: Point, b: Point) -> float:
+    """The distance between two points (each arrives as a Point, not a dict)."""
+    return float(((a.x - b.x) ** 2 + (a.y - b.y) ** 2) ** 0.5)
+
+
+@dataclass
+class Report:
+    title: str
+    steps: int
+    format: Literal["text", "html"] = "text"
+    sections: list[str] = field(default_factory=list)
+
+
+@RpcConsumer.rpc_method("reports.build", timeout=120)
+async def build(
+    ctx: RpcContext, steps: int = 3, format: Literal["text", "html"] = "text", delay: float = 0.0
+) -> Report:
+    """Build a report of ``steps`` sections, streaming progress; the result is a Report."""
+    report = Report(title=f"Report of {steps} steps", steps=steps, format=format)
+    for step in range(1, steps + 1):
+        await asyncio.sleep(delay)
+        report.sections.append(f"section {step} of {steps}")
+        await ctx.progress(step, steps, report.sections[-1])
+    return report

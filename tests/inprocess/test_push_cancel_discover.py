@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import pytest
@@ -18,6 +18,7 @@ from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.test import override_settings
+from typing_extensions import TypedDict  # pydantic's, on every Python this package supports
 
 from channels_rpc import (
     AsyncJsonRpcWebsocketConsumer,
@@ -649,7 +650,8 @@ async def test_rpc_discover_answers_a_valid_openrpc_document() -> None:
 
 
 async def test_rpc_discover_describes_params_and_results_from_annotations() -> None:
-    methods = by_name((await discover())["result"])
+    doc = (await discover())["result"]
+    methods, schemas = by_name(doc), doc["components"]["schemas"]
     scale_ = methods["scale"]
     assert scale_["summary"] == "Scale the labels."
     assert scale_["description"] == "Every label is scaled by ``factor``."
@@ -668,16 +670,25 @@ async def test_rpc_discover_describes_params_and_results_from_annotations() -> N
     ]
     assert scale_["result"] == {"name": "result", "schema": {"type": "number"}}
     box, origin = methods["measure"]["params"]
-    assert box["schema"] == {
+    # Shared definitions, as the validator has them.
+    assert box["schema"] == {"$ref": "#/components/schemas/Box"}
+    assert schemas["Box"] == {
         "type": "object",
         "title": "Box",
-        "properties": {"width": {"type": "number"}, "height": {"type": "number"}},
+        "properties": {
+            "width": {"type": "number", "title": "Width"},
+            "height": {"type": "number", "title": "Height", "default": 1.0},
+        },
         "required": ["width"],
     }
-    assert origin["schema"] == {
+    assert origin["schema"] == {"$ref": "#/components/schemas/Point"}
+    assert schemas["Point"] == {
         "type": "object",
         "title": "Point",
-        "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
+        "properties": {
+            "x": {"type": "integer", "title": "X"},
+            "y": {"type": "integer", "title": "Y"},
+        },
         "required": ["x", "y"],
     }
     assert methods["measure"]["summary"] == "The area of a box."

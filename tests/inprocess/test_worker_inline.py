@@ -295,7 +295,12 @@ async def frozen() -> frozenset[int]:
 
 
 @EncodingConsumer.rpc_method()
-async def plain_set() -> set[int]:
+async def plain_set():  # type: ignore[no-untyped-def]  # unannotated: nothing converts the set
+    return {1}
+
+
+@EncodingConsumer.rpc_method()
+async def annotated_set() -> set[int]:
     return {1}
 
 
@@ -310,6 +315,12 @@ async def test_a_result_the_encoder_cannot_handle_is_a_serialization_error() -> 
     assert await call(communicator, "plain_set", rpc_id=31) == error(
         31, -32701, "Failed to serialize result"
     )
+    await communicator.disconnect()
+
+
+async def test_a_result_is_serialized_by_its_return_annotation() -> None:
+    communicator = await connect(EncodingConsumer)
+    assert await call(communicator, "annotated_set", rpc_id=32) == result(32, [1])
     await communicator.disconnect()
 
 

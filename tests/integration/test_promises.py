@@ -70,11 +70,12 @@ async def test_wrong_params_are_answered_by_the_front_end_with_no_worker_running
         started = time.monotonic()
         answers = [
             await sock.call("sleep", params)
-            for params in ([], [1, 2], {"seconds": 1, "extra": 2}, {"second": 1})
+            for params in ([], [1, 2], {"seconds": 1, "extra": 2}, {"second": 1}, ["soon"])
         ]
         elapsed = time.monotonic() - started
         await sock.send({"jsonrpc": "2.0", "method": "sleep", "params": []})  # dropped
-        assert [a["error"]["code"] for a in answers] == [JsonRpcErrorCode.INVALID_PARAMS] * 4
+        assert [a["error"]["code"] for a in answers] == [JsonRpcErrorCode.INVALID_PARAMS] * 5
+        assert answers[-1]["error"]["data"]["param"] == "seconds"  # sleep(seconds: float)
         assert elapsed < TIMEOUT  # none waited for a deadline: the front-end answered
         # Nothing was queued; a good call is (this is how a queued call shows).
         rpc_id = await sock.request("sleep", [0.1])

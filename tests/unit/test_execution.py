@@ -533,13 +533,15 @@ async def test_hooks_on_timeout() -> None:
 async def test_failure_of_result_encoding_still_reports_completed() -> None:
     recorder = Recorder()
 
-    async def unencodable() -> set[int]:
-        return {1}
+    unencodable_result = object()
+
+    async def unencodable() -> object:
+        return unencodable_result
 
     outcome = await execute(unencodable, executor=Executor(run_sync=run_sync, hooks=recorder))
     assert decode(outcome)["code"] == -32701
     assert [event[0] for event in recorder.events] == ["started", "completed"]
-    assert recorder.events[1][3] == {1}
+    assert recorder.events[1][3] is unencodable_result
 
 
 @pytest.mark.parametrize("log_params", [True, False])

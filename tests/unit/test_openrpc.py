@@ -12,9 +12,10 @@ import json
 import typing
 import uuid
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Optional, TypedDict, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import pytest
+from typing_extensions import TypedDict  # pydantic's, on every Python this package supports
 
 from channels_rpc import RpcContext, registry
 from channels_rpc.openrpc import OPENRPC_VERSION, document, schema_for
@@ -72,7 +73,7 @@ class Opaque:
 
 
 # ---------------------------------------------------------------------------------------------
-# schema_for: scalars and formats
+# schema_for: pydantic's JSON Schema of an annotation (what validation enforces)
 
 
 @pytest.mark.parametrize(
@@ -82,18 +83,22 @@ class Opaque:
         (int, {"type": "integer"}),
         (float, {"type": "number"}),
         (str, {"type": "string"}),
-        (bytes, {"type": "string"}),
         (type(None), {"type": "null"}),
         (datetime.datetime, {"type": "string", "format": "date-time"}),
         (datetime.date, {"type": "string", "format": "date"}),
         (datetime.time, {"type": "string", "format": "time"}),
         (uuid.UUID, {"type": "string", "format": "uuid"}),
-        (decimal.Decimal, {"type": "string"}),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
 def test_scalars_and_formats(annotation: Any, expected: dict[str, Any]) -> None:
     assert schema_for(annotation) == expected
+
+
+def test_a_decimal_is_sent_as_a_number_or_a_string() -> None:
+    schema = schema_for(decimal.Decimal)
+    assert {"type": "number"} in schema["anyOf"]
+    assert any(option.get("type") == "string" for option in schema["anyOf"])
 
 
 def test_a_schema_is_a_fresh_dict_each_time() -> None:
@@ -102,29 +107,19 @@ def test_a_schema_is_a_fresh_dict_each_time() -> None:
     assert schema_for(int) == {"type": "integer"}
 
 
-@pytest.mark.parametrize(
-    "annotation", [Any, object, inspect.Parameter.empty, Opaque, "int"], ids=repr
-)
+@pytest.mark.parametrize("annotation", [Any, object, inspect.Parameter.empty, Opaque], ids=repr)
 def test_what_says_nothing_useful_is_any(annotation: Any) -> None:
     assert schema_for(annotation) == {}
 
 
-# ---------------------------------------------------------------------------------------------
-# schema_for: enumerations and unions
-
-
 def test_literal_lists_its_values() -> None:
-    assert schema_for(Literal["a", 1, None]) == {"enum": ["a", 1, None]}
+    assert schema_for(Literal["a", "b"]) == {"enum": ["a", "b"], "type": "string"}
 
 
 def test_enum_lists_its_member_values() -> None:
-    assert schema_for(Color) == {"enum": ["red", "blue"]}
-    assert schema_for(Level) == {"enum": [1, 2]}
-
-
-def test_literal_of_enum_members_lists_their_values() -> None:
-    schema = schema_for(Literal[Color.RED])
-    assert json.loads(json.dumps(schema)) == {"enum": ["red"]}
+    assert schema_for(Color)["enum"] == ["red", "blue"]
+    assert schema_for(Level)["enum"] == [1, 2]
+    assert schema_for(list[Color])["$defs"]["Color"]["enum"] == ["red", "blue"]
 
 
 def test_union_is_any_of_its_members() -> None:
@@ -140,171 +135,52 @@ def test_optional_is_any_of_the_type_and_null(annotation: Any) -> None:
     assert schema_for(annotation) == {"anyOf": [{"type": "integer"}, {"type": "null"}]}
 
 
-# ---------------------------------------------------------------------------------------------
-# schema_for: containers
-
-
 @pytest.mark.parametrize(
     ("annotation", "expected"),
     [
         (list[str], {"type": "array", "items": {"type": "string"}}),
         (typing.List[int], {"type": "array", "items": {"type": "integer"}}),  # noqa: UP006
-        (list, {"type": "array"}),
-        (
-            tuple[int, str],
-            {"type": "array", "items": [{"type": "integer"}, {"type": "string"}]},
-        ),
         (tuple[int, ...], {"type": "array", "items": {"type": "integer"}}),
-        (tuple, {"type": "array"}),
         (set[int], {"type": "array", "items": {"type": "integer"}, "uniqueItems": True}),
-        (frozenset[str], {"type": "array", "items": {"type": "string"}, "uniqueItems": True}),
-    ],
-    ids=lambda value: None if isinstance(value, dict) else repr(value),
-)
-def test_sequences_and_sets_are_arrays(annotation: Any, expected: dict[str, Any]) -> None:
-    assert schema_for(annotation) == expected
-
-
-@pytest.mark.parametrize(
-    ("annotation", "expected"),
-    [
-        (
-            collections.abc.Sequence[int],
-            {"type": "array", "items": {"type": "integer"}},
-        ),
-        (typing.Sequence[int], {"type": "array", "items": {"type": "integer"}}),
-        (
-            collections.abc.Set[str],
-            {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-        ),
-        (
-            typing.AbstractSet[str],
-            {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
-        ),
-    ],
-    ids=lambda value: None if isinstance(value, dict) else repr(value),
-)
-def test_abstract_sequences_and_sets_are_arrays(annotation: Any, expected: dict[str, Any]) -> None:
-    assert schema_for(annotation) == expected
-
-
-@pytest.mark.parametrize(
-    ("annotation", "expected"),
-    [
+        (collections.abc.Sequence[int], {"type": "array", "items": {"type": "integer"}}),
         (dict[str, int], {"type": "object", "additionalProperties": {"type": "integer"}}),
-        (dict[str, Any], {"type": "object", "additionalProperties": True}),
-        (dict, {"type": "object"}),
-        (
-            Mapping[str, float],
-            {"type": "object", "additionalProperties": {"type": "number"}},
-        ),
-        (
-            typing.Dict[str, str],  # noqa: UP006
-            {"type": "object", "additionalProperties": {"type": "string"}},
-        ),
-        (
-            collections.abc.MutableMapping[str, bool],
-            {"type": "object", "additionalProperties": {"type": "boolean"}},
-        ),
+        (Mapping[str, float], {"type": "object", "additionalProperties": {"type": "number"}}),
     ],
     ids=lambda value: None if isinstance(value, dict) else repr(value),
 )
-def test_mappings_are_objects(annotation: Any, expected: dict[str, Any]) -> None:
+def test_containers(annotation: Any, expected: dict[str, Any]) -> None:
     assert schema_for(annotation) == expected
 
 
-def test_nested_generics_are_described_all_the_way_down() -> None:
-    assert schema_for(dict[str, list[tuple[int, str | None]]]) == {
-        "type": "object",
-        "additionalProperties": {
-            "type": "array",
-            "items": {
-                "type": "array",
-                "items": [
-                    {"type": "integer"},
-                    {"anyOf": [{"type": "string"}, {"type": "null"}]},
-                ],
-            },
-        },
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# schema_for: structured types
+def test_a_tuple_lists_its_items_in_order() -> None:
+    schema = schema_for(tuple[int, str])
+    assert schema["prefixItems"] == [{"type": "integer"}, {"type": "string"}]
+    assert schema["minItems"] == schema["maxItems"] == 2
 
 
 def test_typed_dict_is_an_object_with_required_keys() -> None:
-    assert schema_for(Point) == {
-        "type": "object",
-        "title": "Point",
-        "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}},
-        "required": ["x", "y"],
-    }
-
-
-def test_typed_dict_with_total_false_requires_nothing() -> None:
-    assert schema_for(Options) == {
-        "type": "object",
-        "title": "Options",
-        "properties": {
-            "verbose": {"type": "boolean"},
-            "tags": {"type": "array", "items": {"type": "string"}},
-        },
-    }
+    definition = schema_for(Point)
+    assert definition["type"] == "object"
+    assert definition["required"] == ["x", "y"]
+    assert definition["properties"]["x"]["type"] == "integer"
+    assert "required" not in schema_for(Options)
 
 
 def test_dataclass_requires_the_fields_without_defaults() -> None:
-    assert schema_for(Box) == {
-        "type": "object",
-        "title": "Box",
-        "properties": {
-            "width": {"type": "number"},
-            "height": {"type": "number"},
-            "labels": {"type": "array", "items": {"type": "string"}},
-            "color": {"enum": ["red", "blue"]},
-        },
-        "required": ["width"],
-    }
+    definition = schema_for(Box)
+    assert definition["required"] == ["width"]
+    assert definition["properties"]["color"]["$ref"].endswith("/Color")
 
 
-def _depth_of(schema: dict[str, Any]) -> int:
-    """How many Node objects are nested along ``next`` (each inside anyOf[Node, null])."""
-    depth = 0
-    while schema.get("title") == "Node":
-        depth += 1
-        schema = schema["properties"]["next"]
-        schema = schema["anyOf"][0] if "anyOf" in schema else schema
-    return depth
-
-
-def test_a_self_referencing_dataclass_stops_at_the_depth_limit() -> None:
+def test_a_self_referencing_dataclass_refers_to_itself() -> None:
     schema = schema_for(Node)
     json.dumps(schema)  # finite, and plain JSON
-    depth = _depth_of(schema)
-    assert 2 <= depth <= 8
-    # The innermost Node describes its fields as "any": that is where the recursion stopped.
-    innermost = schema
-    for _ in range(depth - 1):
-        innermost = innermost["properties"]["next"]["anyOf"][0]
-    assert innermost["properties"] == {"value": {}, "next": {}}
+    nxt = schema["$defs"]["Node"]["properties"]["next"]
+    assert {"$ref": "#/$defs/Node"} in nxt["anyOf"]
 
 
-def test_annotations_deeper_than_the_limit_are_any() -> None:
-    deep: Any = int
-    for _ in range(12):
-        deep = list[deep]
-    schema = schema_for(deep)
-    levels = 0
-    while schema.get("type") == "array":
-        levels += 1
-        schema = schema["items"]
-    assert schema == {}
-    assert levels < 12
-
-
-def test_a_dataclass_with_an_unresolvable_annotation_does_not_break_the_schema() -> None:
-    schema = schema_for(Priced)
-    assert schema.get("title", "Priced") == "Priced"
+def test_a_dataclass_with_an_unresolvable_annotation_describes_nothing() -> None:
+    assert schema_for(Priced) == {}
 
 
 # ---------------------------------------------------------------------------------------------
