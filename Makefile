@@ -5,12 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DB ?= $(CURDIR)/.demo.sqlite3
 
-.PHONY: demo test lint pytest reliability mutants bench bench-quick compat clean
+.PHONY: demo docs test lint pytest reliability mutants bench bench-quick compat clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,lint,deploy,bench]"
+	$(BIN)/python -m pip install --quiet -e ".[test,lint,deploy,bench,docs]"
 	touch $(STAMP)
 
 ## The reference project on the embedded default: no Redis, methods run in the same process.
@@ -28,6 +28,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check channels_rpc workers tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir .site
+
+## The documentation site (mkdocs.yml, docs/) on http://127.0.0.1:8001, rebuilt as pages change.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 # The browser tests need Debian's chromium and tests/deploy Debian's nginx: installed here when we
 # may (root), else those tests skip (under CI they fail instead).

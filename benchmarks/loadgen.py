@@ -25,7 +25,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 async def _open_session(ws: Any) -> None:
-    """Ask for a session (docs/sessions.md), as the clients of this package do by default."""
+    """Ask for a session (docs/reference/sessions.md), as this package's clients do by default."""
     await ws.send('{"jsonrpc":"2.0","method":"rpc.session","id":"session"}')
     answer = json.loads(await ws.recv())
     if "result" not in answer:

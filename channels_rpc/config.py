@@ -26,7 +26,7 @@
         "DISCOVERY": True,                # answer rpc.discover with an OpenRPC document
         "METHOD_MODULES": [],             # dotted modules that register methods, imported
                                           # at startup after each installed app's `rpc`
-        # what one connection may hold (see README "Limits")
+        # what one connection may hold (see docs/reference/settings.md)
         "MAX_RESPONSE_SIZE": 1024 * 1024, # bytes of one frame to the client (an answer, a
                                           # batch, a push); at most the server's frame cap
                                           # (daphne: 1 MiB); larger answers become -32014
@@ -37,14 +37,15 @@
         "MAX_INBOUND_BYTES": 2 * 1024 * 1024,   # bytes received but not yet dispatched,
                                           # past which reading pauses (or the socket closes)
         "MAX_GROUPS": 100,                # groups one connection may be in
-        # sessions (docs/sessions.md; the Redis layer of this package)
+        # sessions (docs/reference/sessions.md; the Redis layer of this package)
         "SESSION_WINDOW": 30.0,           # seconds a session outlives its socket
         "SESSION_MAX_FRAMES": 1000,       # frames kept for a detached session, then it ends
         "SESSION_MAX_BYTES": 1024 * 1024, # bytes kept for a detached session, then it ends
         # workers
         "WORKER_CONCURRENCY": 32,         # calls one worker process runs at once
         "WORKER_POOL": "threads",         # where rpcworker runs sync methods: "threads" or
-                                          # "processes" (forked children; docs/workers.md)
+                                          # "processes" (forked children;
+                                          # docs/guides/worker-pools.md)
         "WORKER_PROCESSES": None,         # children of a "processes" pool; None: one per CPU
         "SHUTDOWN_GRACE": 10.0,           # seconds a stopping worker gives in-flight calls
     }

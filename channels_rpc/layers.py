@@ -27,7 +27,7 @@ capacities and expiry, and changes the rest:
   undone by ``close_channel``, even when the join arrives after the close
   (:mod:`channels_rpc._redis.memberships`);
 * a host may name Redis Sentinels (``{"sentinels": [...], "master_name": ...}``): a failover
-  has memberships joined again (:mod:`~channels_rpc._redis.sentinel`, docs/failover.md), and
+  has memberships joined again (:mod:`~channels_rpc._redis.sentinel`, docs/guides/failover.md), and
   ``wait_replicas: N`` makes a worker run what it popped once N replicas have the pop;
 * connections get a read timeout longer than the blocking pop. redis-py 8 defaults it to 5 s,
   the same as the pop, so stock idle receivers die every 5 s (channels_redis#422); with no

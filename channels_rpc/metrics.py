@@ -1,4 +1,4 @@
-"""Prometheus metrics of front-ends and workers (docs/metrics.md), with ``prometheus_client``.
+"""Prometheus metrics of front-ends and workers (docs/guides/metrics.md), by ``prometheus_client``.
 
 Each process exposes its own: a front-end through the Django view
 :func:`channels_rpc.views.metrics` (mount it at ``/metrics``), a worker on ``rpcworker

@@ -1,5 +1,5 @@
-"""What front-ends and workers record of each call: metrics and trace spans (docs/metrics.md,
-docs/tracing.md), and what a front-end's heartbeat says of it (``rpcstatus``)."""
+"""What front-ends and workers record of each call: metrics and trace spans (docs/guides/metrics.md,
+docs/guides/tracing.md), and what a front-end's heartbeat says of it (``rpcstatus``)."""
 
 from __future__ import annotations
 

@@ -103,7 +103,7 @@ _SESSION: Final[dict[str, Any]] = {
     "required": ["session", "window"],
 }
 _ID_LIST: Final = {"type": "array", "items": {"type": ["string", "number"]}}
-#: The sessions' methods (docs/sessions.md), published where the layer has sessions.
+#: The sessions' methods (docs/reference/sessions.md), published where the layer has sessions.
 SESSION_METHODS: Final = (
     {
         "name": "rpc.session",
@@ -142,7 +142,7 @@ SESSION_METHODS: Final = (
 
 
 def add_sessions(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with the sessions' methods and their error (docs/sessions.md)."""
+    """``doc`` with the sessions' methods and their error (docs/reference/sessions.md)."""
     doc["methods"] = [*doc["methods"], *SESSION_METHODS]
     code = JsonRpcErrorCode.SESSION_NOT_FOUND
     doc["components"]["errors"][_error_key(code)] = _error(code)

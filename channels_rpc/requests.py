@@ -52,7 +52,7 @@ logger = protect(logging.getLogger("channels_rpc"))
 CANCEL_METHODS = frozenset({"rpc.cancel", "$/cancelRequest"})
 #: The OpenRPC service discovery method.
 DISCOVER = "rpc.discover"
-#: The sessions' methods (docs/sessions.md), served here on a layer that has sessions.
+#: The sessions' methods (docs/reference/sessions.md), served here on a layer that has sessions.
 BUILTINS: Final = frozenset({SESSION, RESUME, ACK})
 #: The close code once the credentials the connection was opened with have expired.
 CLOSE_AUTH_EXPIRED = 4001
@@ -210,7 +210,7 @@ class RequestHandling:
     async def _session_request(
         self, session: SessionLink, item: Request, config: RpcConfig, batch: Batch | None
     ) -> str | None:
-        """``rpc.session``, ``rpc.resume`` and ``rpc.ack`` (docs/sessions.md)."""
+        """``rpc.session``, ``rpc.resume`` and ``rpc.ack`` (docs/reference/sessions.md)."""
         if item.method == ACK:
             session.ack(item.params)
             return None

@@ -2,7 +2,7 @@
 
 :class:`SessionHandling` is mixed into
 :class:`~channels_rpc.consumer.AsyncJsonRpcWebsocketConsumer`; the session itself, between the
-connection and Redis, is :class:`~channels_rpc.session.SessionLink` (docs/sessions.md).
+connection and Redis, is :class:`~channels_rpc.session.SessionLink` (docs/reference/sessions.md).
 """
 
 from __future__ import annotations

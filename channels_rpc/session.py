@@ -1,4 +1,4 @@
-"""A connection's session: what outlives its socket for a window (docs/sessions.md).
+"""A connection's session: what outlives its socket for a window (docs/reference/sessions.md).
 
 A client asks for one (``rpc.session``); from then on every frame written to it carries
 ``seq``, and the frames the client has not yet acknowledged (``rpc.ack``) stay in the

@@ -5,7 +5,7 @@ Every worker and every front-end process writes a small heartbeat every :data:`B
 its host and pid, and, for a worker, its queues, concurrency, busy slots and the methods it can
 run; for a front-end, its connections, the calls they wait on, and the methods it accepts.
 :func:`snapshot` reads them with each queue's depth and oldest request, and :func:`warnings`
-says what a human should look at (``manage.py rpcstatus``; README, Operations).
+says what a human should look at (``manage.py rpcstatus``; docs/guides/operations.md).
 
 Methods are named ``name@queue``: a worker and a front-end that disagree about a method's queue
 disagree about the method.

@@ -1,6 +1,6 @@
 """OpenTelemetry tracing across the hop (optional: ``pip install "channels-rpc[otel]"``).
 
-A call is one trace from the client's socket to the worker and back (docs/tracing.md):
+A call is one trace from the client's socket to the worker and back (docs/guides/tracing.md):
 
 * the front-end opens a span ``rpc METHOD`` (kind SERVER) when it takes a call, and ends it
   when the call leaves its pending table, with the outcome (``rpc.outcome``: "result", the error

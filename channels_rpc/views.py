@@ -1,4 +1,4 @@
-"""Django views of channels-rpc: the front-end's Prometheus metrics (docs/metrics.md).
+"""Django views of channels-rpc: the front-end's Prometheus metrics (docs/guides/metrics.md).
 
 Mount it in the project's URLconf, where only the monitoring network reaches it::
 

@@ -94,8 +94,8 @@ def database_from_url(url: str) -> dict[str, Any]:
     }
 
 
-# How many PostgreSQL connections the processes hold (docs/postgres.md has the figures). Django
-# gives every thread that touches the ORM a connection of its own: an rpcworker runs sync
+# How many PostgreSQL connections the processes hold (docs/guides/postgres.md has the figures).
+# Django gives every thread that touches the ORM a connection of its own: an rpcworker runs sync
 # methods in up to RPC_WORKER_CONCURRENCY threads (32), and permission checks and user lookups
 # in one more; daphne runs websocket auth in one thread, and each HTTP request in its own.
 #
@@ -161,7 +161,7 @@ DATABASES = {
     }
 }
 
-# Security defaults (see README "Security"): browsers must come from these exact origins; with
+# Security defaults (see docs/guides/security.md): browsers must come from these exact origins; with
 # RPC_REQUIRE_AUTH=1 a connection needs a session or a bearer token before it is accepted.
 RPC_ALLOWED_ORIGINS = os.environ.get(
     "RPC_ALLOWED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000"

@@ -13,6 +13,6 @@ def index(request: HttpRequest) -> HttpResponse:
     return render(request, "workers/demo.html")
 
 
-# /metrics: Prometheus' scrape of this front-end (docs/metrics.md); keep it off the public
+# /metrics: Prometheus' scrape of this front-end (docs/guides/metrics.md); keep it off the public
 # network (deploy/nginx.conf does not route it).
 urlpatterns = [path("", index), path("healthz/", health_view), path("metrics", metrics)]

@@ -25,8 +25,8 @@ other calls wait; its own calls go out at once. If it raises on the first connec
 
 When the connection drops, the client reconnects with backoff (unless ``reconnect=False``; at
 once when the server closes with 4012, restarting); calls made meanwhile wait for it. By
-default (``sessions=True``) the client opens a session (docs/sessions.md) and resumes it first
-thing on the new socket: pending calls are answered as if nothing happened, the pushes sent
+default (``sessions=True``) the client opens a session (docs/reference/sessions.md) and resumes
+it first thing on the new socket: pending calls are answered as if nothing happened, the pushes sent
 meanwhile arrive once, the groups stay joined (``resumed`` is then true, in ``on_connect``
 too). ``on_resume(answer)`` gets the resume's answer (``{"session", "window", "running"}``).
 A session the server refuses to resume (its window ended, it overflowed) fails the pending

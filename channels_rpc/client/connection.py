@@ -25,9 +25,11 @@ logger = logging.getLogger("channels_rpc.client")
 # greeting: calls made there skip the wait that holds every other call until the hook is done.
 _GREETING: ContextVar[object | None] = ContextVar("channels_rpc_greeting", default=None)
 
-#: The close code of a front-end that restarts (docs/sessions.md): reconnect at once, no backoff.
+#: The close code of a front-end that restarts (docs/reference/sessions.md): reconnect at once,
+#: no backoff.
 CLOSE_RESTARTING = 4012
-#: The session was resumed on another connection (docs/sessions.md): it is the other's now.
+#: The session was resumed on another connection (docs/reference/sessions.md): it is the
+#: other's now.
 CLOSE_TAKEN_OVER = 4013
 
 

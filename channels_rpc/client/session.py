@@ -1,6 +1,6 @@
-"""The client's side of sessions (docs/sessions.md): open one on the first socket, keep the
-highest ``seq`` seen and acknowledge it now and then, and resume it first thing on every new
-socket, so that the calls pending when a connection dropped are answered after the reconnection.
+"""The client's side of sessions (docs/reference/sessions.md): open one on the first socket,
+keep the highest ``seq`` seen and acknowledge it now and then, and resume it first thing on every
+new socket, so that the calls pending when a connection dropped are answered after the reconnection.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The reference project's settings with its channel layer on Redis Sentinel (docs/failover.md).
+"""The reference project's settings with its channel layer on Redis Sentinel (docs/guides/failover.md).
 
     DJANGO_SETTINGS_MODULE=workers.sentinel_settings
     REDIS_SENTINELS=sentinel-1:26379,sentinel-2:26379,sentinel-3:26379

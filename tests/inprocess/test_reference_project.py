@@ -63,7 +63,7 @@ async def test_the_reference_api_lists_every_method() -> None:
     assert [n["name"] for n in api["notifications"]] == ["log"]
 
 
-# Typed params, as a new user meets them (README: typed params).
+# Typed params, as a new user meets them (docs/guides/methods.md, Typed params).
 
 
 async def test_a_param_of_the_wrong_type_is_refused_naming_it() -> None:

@@ -266,7 +266,7 @@ async def test_what_a_newcomer_sees_for_a_wrong_path_a_dropped_server_and_a_clos
 
 
 # -------------------------------------------------------------------------------------------
-# Sessions (docs/sessions.md): on by default, resumed after a dropped connection
+# Sessions (docs/reference/sessions.md): on by default, resumed after a dropped connection
 
 
 def cut(client: RpcClient) -> None:

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.anyio
 
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
 GRACE = 0.5  # REPLY_GRACE of tests.project.settings
-# Every call is answered by its timeout + REPLY_GRACE (README, Guarantees), plus this much
-# scheduling slack on a shared 2-core machine: a front-end answering at timeout + 1.8 x grace
-# (5.9 s) misses the bound.
+# Every call is answered by its timeout + REPLY_GRACE (docs/reference/reliability.md,
+# Guarantees), plus this much scheduling slack on a shared 2-core machine: a front-end
+# answering at timeout + 1.8 x grace (5.9 s) misses the bound.
 MARGIN = 0.25
 
 

@@ -1,7 +1,7 @@
 """Prometheus metrics of a real front-end (daphne, ``/metrics``) and worker (``--metrics-port``).
 
 A bounded load of known outcomes goes through the cluster; both scrapes must count exactly it
-(docs/metrics.md).
+(docs/guides/metrics.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ at once, so every worker thread gets busy; in two bursts of 1,000, with the work
 the first ended in between (a worker's idle threads end after 10 s), so that a connection an
 ended thread left open would add to the second burst's. A sampler counts the project's
 connections in ``pg_stat_activity`` every 50 ms; the peak must stay within the bound
-workers/settings.py states for its connection handling (docs/postgres.md):
+workers/settings.py states for its connection handling (docs/guides/postgres.md):
 
 * pooled (DATABASE_POOL_SIZE=N, the default 8): at most N per process, so (1 + 4) x N = 40,
   on a server with max_connections=100: below the 133 that one connection per thread would

@@ -1,7 +1,7 @@
 """Sessions on the real stack (daphne, rpcworker, Redis): what a socket's loss must not lose.
 
-docs/sessions.md is the contract: ``rpc.session`` opens one, ``rpc.resume`` takes it up on a new
-socket (on any front-end) with the last ``seq`` the client saw.
+docs/reference/sessions.md is the contract: ``rpc.session`` opens one, ``rpc.resume`` takes it
+up on a new socket (on any front-end) with the last ``seq`` the client saw.
 """
 
 from __future__ import annotations

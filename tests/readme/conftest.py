@@ -1,4 +1,4 @@
-"""Fixtures for the README's tests: one virtualenv with the checkout installed, per session."""
+"""Fixtures for the Quick start's tests: one virtualenv with the checkout installed, per session."""
 
 from __future__ import annotations
 

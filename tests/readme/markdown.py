@@ -1,4 +1,5 @@
-"""The README's sections as fenced blocks, read the way a user reads them.
+"""The sections of the README and of the documentation pages as fenced blocks, read the way a
+user reads them.
 
 A python (or ini) block that a user must create starts with a comment naming its file:
 ``# myapp/rpc.py`` (the whole file) or ``# appended to mysite/settings.py``. A sh block is
@@ -16,8 +17,13 @@ from pathlib import Path
 from workers.cluster import REPO
 
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+#: The page the Quick start lives on (``## Quick start``), and the testing guide.
+GETTING_STARTED = DOCS / "getting-started.md"
+TESTING_GUIDE = DOCS / "guides" / "testing.md"
 
 _TARGET = re.compile(r"# (appended to )?(\S+\.\w+)\s*$")
+_HEADING = re.compile(r"(#{1,6}) (.+)")
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=(.*)", re.DOTALL)
 
 
@@ -55,16 +61,23 @@ class Command:
         return cls(line, env, words)
 
 
-def section(title: str, readme: Path = README) -> list[Block]:
-    """The fenced blocks between ``## title`` and the next ``## `` heading, in order."""
-    lines = readme.read_text(encoding="utf-8").splitlines()
-    heading = f"## {title}"
-    assert heading in lines, f"README.md has no {heading!r} section"
-    start = lines.index(heading) + 1
-    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+def section(title: str, page: Path = README) -> list[Block]:
+    """The fenced blocks of the section headed ``title`` on ``page``, in order.
+
+    The heading may be of any level (``# title``, ``## title``, ...); the section runs to the
+    next heading of the same or a higher level outside a code block, or to the end of the page.
+    """
+    lines = page.read_text(encoding="utf-8").splitlines()
+    headings = _headings(lines)
+    found = [(index, level) for index, (level, text) in headings.items() if text == title]
+    assert len(found) == 1, f"{page.name} has {len(found)} sections {title!r}, not one"
+    start, level = found[0]
+    end = next(
+        (i for i, (lvl, _) in sorted(headings.items()) if i > start and lvl <= level), len(lines)
+    )
     blocks: list[Block] = []
     fence: tuple[str, list[str]] | None = None
-    for line in lines[start:end]:
+    for line in lines[start + 1 : end]:
         if fence is None and line.startswith("```"):
             fence = (line[3:].strip(), [])
         elif fence is not None and line.startswith("```"):
@@ -72,5 +85,17 @@ def section(title: str, readme: Path = README) -> list[Block]:
             fence = None
         elif fence is not None:
             fence[1].append(line)
-    assert fence is None, f"an unclosed code block in {heading!r}"
+    assert fence is None, f"an unclosed code block in {title!r} of {page.name}"
     return blocks
+
+
+def _headings(lines: list[str]) -> dict[int, tuple[int, str]]:
+    """Line index -> (level, text) of each markdown heading outside code blocks."""
+    headings: dict[int, tuple[int, str]] = {}
+    in_fence = False
+    for index, line in enumerate(lines):
+        if line.startswith("```"):
+            in_fence = not in_fence
+        elif not in_fence and (match := _HEADING.fullmatch(line)):
+            headings[index] = (len(match.group(1)), match.group(2).strip())
+    return headings

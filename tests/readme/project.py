@@ -1,9 +1,9 @@
-"""A user's project built from the README: a fresh virtualenv, the README's files and commands.
+"""A user's project built from the Quick start: a fresh virtualenv, its files and commands.
 
 The package is installed from the checkout into a new virtualenv, for real (not editable), so
 what a wheel would leave out (``py.typed``, the browser client) is missing here too. Its
 dependencies come from this interpreter's site-packages through a ``.pth`` file: nothing is
-downloaded. The README's commands run from that virtualenv with the project as their working
+downloaded. The Quick start's commands run from that virtualenv with the project as their working
 directory, as a user runs them; the few differences are the ones a test needs:
 
 - ``pip install`` is the checkout's install (its extras are checked against the wheel's);
@@ -33,10 +33,10 @@ from workers.cluster import REPO, Process
 
 from .markdown import Block, Command
 
-#: Where the README's front-end listens; the test's listens where the OS lets it.
+#: Where the Quick start's front-end listens; the test's listens where the OS lets it.
 README_ADDRESS = "127.0.0.1:8000"
 COMMAND_TIMEOUT = 120.0
-#: Seconds the client may take to print what the README says it prints.
+#: Seconds the client may take to print what the Quick start says it prints.
 CLIENT_TIMEOUT = 30.0
 #: Variables of this process that must not leak into the user's (the tests' Django settings).
 _NOT_INHERITED = ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "PYTHONHOME", "REDIS_URL")
@@ -119,7 +119,7 @@ def _run(
 
 @dataclass
 class QuickStart:
-    """Runs the README's blocks, in order, in ``root`` with ``venv``'s Python."""
+    """Runs the Quick start's blocks, in order, in ``root`` with ``venv``'s Python."""
 
     venv: Venv
     root: Path
@@ -132,7 +132,7 @@ class QuickStart:
     completed: list[subprocess.CompletedProcess[str]] = field(default_factory=list)
     expected_output: list[str] = field(default_factory=list)
     frontend_address: str = ""
-    superuser: str = ""  # the username the README's createsuperuser line creates
+    superuser: str = ""  # the username the Quick start's createsuperuser line creates
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True)
@@ -205,7 +205,7 @@ class QuickStart:
     def _check_requirements(self, requirements: list[str]) -> None:
         # channels-rpc is the checkout, installed: the extras asked for must be ones the built
         # package declares. Anything else comes from this interpreter (no download), so it
-        # must be installed here (the test extra lists what the README's tests need).
+        # must be installed here (the test extra lists what the README's and docs' tests need).
         for requirement in requirements:
             if match := re.fullmatch(r"channels-rpc(?:\[([\w,-]+)\])?(.*)", requirement):
                 wanted = set(filter(None, (match.group(1) or "").split(",")))
@@ -220,7 +220,7 @@ class QuickStart:
 
     def _check_redis_setting(self) -> None:
         # Servers must use the test's Redis: never the one on 127.0.0.1:6379, which may be
-        # someone else's. The settings must take it from REDIS_URL, as the README says.
+        # someone else's. The settings must take it from REDIS_URL, as the Quick start says.
         code = (
             "import json; from django.conf import settings; "
             "print(json.dumps(settings.CHANNEL_LAYERS['default']['CONFIG']['hosts']))"
@@ -249,7 +249,7 @@ class QuickStart:
         queues = [arg for arg in argv[3:] if not arg.startswith("-") and not arg.isdigit()]
         if queues:  # the worker serves the queues its command line names, and only those
             assert served == sorted(queues), ready.group(0)
-        # The README's workers split the queues: a line serving every queue would not.
+        # The Quick start's workers split the queues: a line serving every queue would not.
         for other in self.served:
             assert not other & set(served), f"{other & set(served)} served by two worker lines"
         self.served.append(set(served))
@@ -267,7 +267,7 @@ class QuickStart:
     # --------------------------------------------------------------------------------------
 
     def finish_clients(self) -> None:
-        """Each client exits 0 having printed exactly what the README says."""
+        """Each client exits 0 having printed exactly what the Quick start says."""
         for client in self.clients:
             code = client.popen.wait(CLIENT_TIMEOUT)
             client.wait_stopped()
@@ -275,7 +275,7 @@ class QuickStart:
         if self.clients:
             printed = self.clients[-1].output().splitlines()
             assert printed == self.expected_output, (
-                f"the client printed {printed}, the README says {self.expected_output}"
+                f"the client printed {printed}, the Quick start says {self.expected_output}"
             )
 
     def stop(self) -> None:

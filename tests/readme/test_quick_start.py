@@ -1,9 +1,9 @@
-"""The README's Quick start, run as written (issue 12).
+"""The Quick start (docs/getting-started.md), run as written (issue 12).
 
-Every block of the section, in order: the project is created with the README's commands, its
-files are the README's python blocks, daphne and the two ``rpcworker`` processes run on a real
-Redis, the client block runs and must print exactly the README's text blocks, and the README's
-``rpcnotify`` line pushes the last of them. An edit of the README that breaks the path breaks
+Every block of the section, in order: the project is created with the page's commands, its
+files are the page's python blocks, daphne and the two ``rpcworker`` processes run on a real
+Redis, the client block runs and must print exactly the page's text blocks, and the page's
+``rpcnotify`` line pushes the last of them. An edit of the page that breaks the path breaks
 this test.
 """
 
@@ -18,19 +18,19 @@ from websockets.sync.client import connect
 
 from tests.integration.harness import Redis
 
-from .markdown import Block, section
+from .markdown import GETTING_STARTED, Block, section
 from .project import README_ADDRESS, QuickStart
 
 pytestmark = pytest.mark.integration
 
-#: An origin the README's ``mysite/asgi.py`` does not list.
+#: An origin the Quick start's ``mysite/asgi.py`` does not list.
 FOREIGN_ORIGIN = "https://evil.example"
 
 
 def test_the_quick_start_runs_as_written(
     redis_server: Redis, new_project: Callable[[str], QuickStart]
 ) -> None:
-    blocks = section("Quick start")
+    blocks = section("Quick start", GETTING_STARTED)
     assert_client_calls_every_method(blocks)
     project = new_project(redis_server.url)
     for block in blocks:

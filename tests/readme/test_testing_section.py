@@ -1,8 +1,9 @@
-"""The README's "Testing your methods", run against the Quick-start project (issue 12).
+"""The guide "Testing your methods" (docs/guides/testing.md), run against the Quick-start project
+(issue 12).
 
-The Quick start's project is created as the README says (its files and setup commands, no
-server started); the section's files are added and its ``pytest`` command runs, with a Redis
-URL that leads nowhere: the tests pass without Redis and without a worker process.
+The Quick start's project is created as docs/getting-started.md says (its files and setup
+commands, no server started); the guide's files are added and its ``pytest`` command runs, with a
+Redis URL that leads nowhere: the tests pass without Redis and without a worker process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .markdown import Block, section
+from .markdown import GETTING_STARTED, TESTING_GUIDE, Block, section
 from .project import QuickStart
 
 pytestmark = pytest.mark.integration
@@ -23,9 +24,9 @@ def test_the_testing_section_passes_on_the_quick_start_project(
     new_project: Callable[[str], QuickStart], tmp_path: Path
 ) -> None:
     project = new_project(f"unix://{tmp_path / 'no-redis-here.sock'}")
-    for block in setup_blocks(section("Quick start")):
+    for block in setup_blocks(section("Quick start", GETTING_STARTED)):
         project.apply(block)
-    blocks = section("Testing your methods")
+    blocks = section("Testing your methods", TESTING_GUIDE)
     for block in blocks:
         project.apply(block)
 

@@ -3,9 +3,9 @@
 Without queues it serves every queue the registered methods use. It takes a request only when one
 of its ``--concurrency`` slots is free, so requests it cannot start yet stay in Redis for other
 workers. Sync methods run in threads, or with ``--pool processes`` in forked child processes
-(``--processes`` of them, one per CPU by default; docs/workers.md). On SIGTERM or SIGINT it
-stops taking requests, gives running calls ``--grace`` seconds, answers the ones still running
-with an error, and exits 0.
+(``--processes`` of them, one per CPU by default; docs/guides/worker-pools.md). On SIGTERM or
+SIGINT it stops taking requests, gives running calls ``--grace`` seconds, answers the ones still
+running with an error, and exits 0.
 
 It refuses to start rather than serve nothing or serve wrongly: no registered method, a queue
 no method uses (a typo), or a channel layer that cannot share queues between workers.

@@ -14,7 +14,7 @@
 //
 // When the connection drops, the client reconnects with backoff (unless `reconnect: false`; at
 // once after a close 4012, a front-end restarting); calls made meanwhile wait for the new
-// connection. Each connection first opens a session (docs/sessions.md; `sessions: false` to do
+// connection. Each connection first opens a session (docs/reference/sessions.md; `sessions: false` to do
 // without), and a new connection resumes it, on whichever front-end it reaches: calls already
 // sent stay pending and complete, notifications pushed meanwhile arrive, each once and in order,
 // and the groups are kept; a call the resumed session does not have (its socket went before the

@@ -31,7 +31,7 @@ __all__ = ["MASTER_NAME", "Node", "SentinelSet", "free_port"]
 #: The name the Sentinels monitor the primary under (the layer's ``master_name``).
 MASTER_NAME = "rpcprimary"
 #: How long a primary may not answer before a Sentinel thinks it down. Short, for the test; the
-#: documented production value is larger (docs/failover.md).
+#: documented production value is larger (docs/guides/failover.md).
 DOWN_AFTER_MS = 1000
 #: Sentinel's failover timeout: also how long before a failed election is tried again (twice it).
 FAILOVER_TIMEOUT_MS = 3000

@@ -368,9 +368,10 @@ def fuzz_message(rng: random.Random) -> str | bytes:  # noqa: C901  (one branch 
 
 
 # The oracle: the answer JSON-RPC 2.0 (jsonrpc.org/specification) and this project's policy
-# (README "Protocol details", the default limits of README "Settings") give each frame, worked
-# out here from those rules alone. It must not ask channels_rpc.protocol: a parser that is wrong
-# would then predict its own mistakes (boolean ids accepted passed the fuzz that way).
+# (docs/reference/protocol.md, the default limits of docs/reference/settings.md) give each
+# frame, worked out here from those rules alone. It must not ask channels_rpc.protocol: a
+# parser that is wrong would then predict its own mistakes (boolean ids accepted passed the fuzz
+# that way).
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND = -32700, -32600, -32601
 REQUEST_TOO_LARGE = -32001

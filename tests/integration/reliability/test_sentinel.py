@@ -15,7 +15,7 @@ push after it; each with ``wait_replicas`` 0 (the default) and 1. A second test 
 lag (replication cut just before the kill) to show what a failover loses and what the layer
 restores: a membership is joined again; a request popped after the cut runs twice, unless
 ``wait_replicas`` is set. The figures lines they print (``failover (wait_replicas=N): ...``,
-``lagging replica, ...``) are what docs/failover.md quotes.
+``lagging replica, ...``) are what docs/guides/failover.md quotes.
 """
 
 from __future__ import annotations
@@ -361,7 +361,7 @@ async def test_a_pop_the_lagging_replica_missed_runs_again_unless_the_layer_wait
         assert runs == 1, figures
         assert outcome == "result", figures
     else:
-        assert runs == 2, figures  # the limit wait_replicas closes (docs/failover.md)
+        assert runs == 2, figures  # the limit wait_replicas closes (docs/guides/failover.md)
         assert joined_after_cut, figures
         assert push_after is not None, figures
         assert push_after <= 10, figures

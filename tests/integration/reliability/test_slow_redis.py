@@ -3,10 +3,11 @@
 A stopped Redis refuses connections at once (T10, T11), so it never makes the front-end wait.
 Here it does: a blackholed port (a TCP proxy of the test's own that accepts connections and
 stops forwarding anything) or a paused Redis (``CLIENT PAUSE ... WRITE`` on a private
-redis-server). The README (Guarantees; Operations, Redis outages) promises: the first call waits
-at most ``LAYER_TIMEOUT`` and is answered -32010 with ``data.reason`` "channel layer
-unavailable"; for the breaker's cooldown (a second) new calls are refused at once instead of
-waiting again; once Redis answers, calls work again; and a call so answered never runs.
+redis-server). The docs (reference/reliability.md, Guarantees; guides/operations.md, Redis
+outages) promise: the first call waits at most ``LAYER_TIMEOUT`` and is answered -32010 with
+``data.reason`` "channel layer unavailable"; for the breaker's cooldown (a second) new calls
+are refused at once instead of waiting again; once Redis answers, calls work again; and a call
+so answered never runs.
 """
 
 from __future__ import annotations

@@ -50,10 +50,10 @@ pytestmark = pytest.mark.anyio
 TIMEOUT = 5.0  # DEFAULT_TIMEOUT of tests.project.settings
 GRACE = 0.5  # REPLY_GRACE of tests.project.settings
 SHUTDOWN_GRACE = 5.0  # SHUTDOWN_GRACE of tests.project.settings
-# Every call is answered by its timeout + REPLY_GRACE (README, Guarantees). MARGIN is the
-# scheduling slack allowed on top on this shared 2-core machine (a timer fires late, a frame
-# waits for a busy process): small enough that a front-end answering at timeout + 1.8 x grace
-# (5.9 s) misses DEADLINE (5.75 s).
+# Every call is answered by its timeout + REPLY_GRACE (docs/reference/reliability.md,
+# Guarantees). MARGIN is the scheduling slack allowed on top on this shared 2-core machine (a
+# timer fires late, a frame waits for a busy process): small enough that a front-end answering
+# at timeout + 1.8 x grace (5.9 s) misses DEADLINE (5.75 s).
 MARGIN = 0.25
 DEADLINE = TIMEOUT + GRACE + MARGIN
 FAULT_QUEUE = "rpc.fault"  # the queue of tests.project.faults.fault_queued
