@@ -30,6 +30,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import PydanticSchemaGenerationError, PydanticUserError, TypeAdapter, ValidationError
 from pydantic.functional_validators import WrapValidator
+from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import to_jsonable_python
 
 from channels_rpc.exceptions import JsonRpcError, JsonRpcErrorCode
@@ -234,10 +235,25 @@ def json_schemas(
     schemas, definitions = TypeAdapter.json_schemas(
         [(key, mode, a.adapter) for key, mode, a in entries if a.adapter is not None],  # type: ignore[misc]
         ref_template="#/components/schemas/{model}",
+        schema_generator=_Published,
     )
     by_key: dict[Any, dict[str, Any]] = {key: {} for key, _, _ in entries}
     by_key.update({key: schema for (key, _), schema in schemas.items()})
     return by_key, definitions.get("$defs", {})
+
+
+class _Published(GenerateJsonSchema):
+    """A result's fields with defaults are required: a client always receives them.
+
+    (pydantic's own JSON Schema of what it serializes leaves them optional, unless every
+    model says ``json_schema_serialization_defaults_required``; a typed client would then have
+    to check for a field that is always there.)
+    """
+
+    def field_is_required(self, field: Any, total: bool) -> bool:
+        if self.mode == "serialization" and field["type"] != "typed-dict-field":
+            return field.get("serialization_exclude_if") is None
+        return super().field_is_required(field, total)
 
 
 def _check(adapted: Adapted, value: Any, loc: tuple[Any, ...], errors: list[dict[str, Any]]) -> Any:

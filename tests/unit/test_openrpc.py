@@ -415,3 +415,23 @@ def test_a_document_of_every_kind_of_method_is_valid_openrpc() -> None:
     ]
     assert errors(doc) == []
     assert json.loads(json.dumps(doc)) == doc
+
+
+@dataclasses.dataclass
+class Shape:
+    sides: int
+    label: str = "shape"
+
+
+def test_a_result_s_fields_with_defaults_are_required_a_param_s_are_not() -> None:
+    def grow(shape: Shape) -> Shape:
+        return shape
+
+    doc = build(*specs(grow))
+    assert errors(doc) == []
+    method = doc["methods"][0]
+    schemas = doc["components"]["schemas"]
+    taken = schemas[method["params"][0]["schema"]["$ref"].rsplit("/", 1)[1]]
+    given = schemas[method["result"]["schema"]["$ref"].rsplit("/", 1)[1]]
+    assert taken["required"] == ["sides"]  # a client may leave the label out
+    assert given["required"] == ["sides", "label"]  # and always receives it
