@@ -34,10 +34,11 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
-# The browser tests need Debian's chromium and tests/deploy Debian's nginx: installed here when we
-# may (root), else those tests skip (under CI they fail instead).
+# The browser tests need Debian's chromium, tests/deploy Debian's nginx (both installed here when
+# we may: root) and the TypeScript tests the npm registry's typescript (in .cache/node); without
+# them those tests skip (under CI they fail instead).
 pytest: $(STAMP)
-	tools/ensure-chromium && tools/ensure-nginx
+	tools/ensure-chromium && tools/ensure-nginx && tools/ensure-typescript
 	$(BIN)/pytest
 
 ## The fault-injection suite, long tests included; prints the table of measured figures.
