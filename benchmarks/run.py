@@ -263,9 +263,9 @@ def idle_memory(targets: Targets, target: str, sockets: int) -> float:
 
 
 RATE = "calls_per_s"
-#: This package with every connection in a session (docs/sessions.md): seq on every frame.
+#: This package with every connection in a session (docs/reference/sessions.md): seq on every frame.
 SESSIONS = "sessions"
-#: This package with CHANNELS_RPC["METRICS"] off (docs/metrics.md): no per-call counting.
+#: This package with CHANNELS_RPC["METRICS"] off (docs/guides/metrics.md): no per-call counting.
 NO_METRICS = "nometrics"
 #: This package through a uvicorn front-end (same workers and Redis).
 UVICORN = "uvicorn"
@@ -338,6 +338,19 @@ def warm_up(targets: Targets, names: Iterable[str]) -> None:
     a scenario measures first."""
     for name in names:
         loadgen(targets.urls[name], Load(2, 2, 100, {"method": "ping"}), session=name == SESSIONS)
+
+
+def isolation_of_variant(
+    title: str, burner: str, repeats: int, quick: bool, **start_options: Any
+) -> list[float]:
+    """(d) on this package alone, 2 workers started with ``start_options`` (their queues,
+    their arguments), the CPU burnt by the method ``burner``."""
+    targets = start(2, baseline=False, **start_options)
+    try:
+        print(f"scenario (d): {title}", flush=True)
+        return isolation(targets, repeats, quick, {"rpc": burner})["rpc"]
+    finally:
+        targets.stop()
 
 
 def isolation(
@@ -576,20 +589,20 @@ def main() -> None:
         results["long_run"] = measure(targets, "rpc", Load(50, 10, calls, {"method": "ping"}))
     finally:
         targets.stop()
-    targets = start(2, [["rpc.default"], ["rpc.cpu"]], baseline=False)
-    try:
-        print("scenario (d): the CPU-bound method on a queue and worker of its own", flush=True)
-        apart = isolation(targets, repeats, args.quick, {"rpc": "cpu_apart"})
-        results["isolation"]["rpc_apart"] = apart["rpc"]
-    finally:
-        targets.stop()
-    targets = start(2, baseline=False, worker_args=("--pool", "processes"))
-    try:
-        print("scenario (d): one queue, sync methods in the workers' child processes", flush=True)
-        pooled = isolation(targets, repeats, args.quick, {"rpc": "cpu"})
-        results["isolation"]["rpc_processes"] = pooled["rpc"]
-    finally:
-        targets.stop()
+    results["isolation"]["rpc_apart"] = isolation_of_variant(
+        "the CPU-bound method on a queue and worker of its own",
+        "cpu_apart",
+        repeats,
+        args.quick,
+        queues=[["rpc.default"], ["rpc.cpu"]],
+    )
+    results["isolation"]["rpc_processes"] = isolation_of_variant(
+        "one queue, sync methods in the workers' child processes",
+        "cpu",
+        repeats,
+        args.quick,
+        worker_args=("--pool", "processes"),
+    )
     print("scenario (e): CPU-bound, 1 then 2 workers", flush=True)
     results["scaling"] = scaling(
         lambda workers: start(workers, baseline=False), repeats, args.quick

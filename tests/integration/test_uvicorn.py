@@ -15,18 +15,16 @@ import signal
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import websockets
 from redis.asyncio import Redis as AsyncRedis
 
 from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import RpcSocket
 from tests.integration.harness import Cluster, Redis
-from tests.integration.support import Connect, logs_on_failure
-from tests.integration.test_vectors_live import SocketConnection, runs_by_pid
+from tests.integration.support import Connect, logs_on_failure, run_live_vector, vector_cluster
 from tests.vectors import loader
 from workers.cluster import LocalCluster
 
@@ -166,28 +164,13 @@ def uvicorn_spec(
     redis_server: Redis, database: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
     """The test project (its /ws/spec/ consumer runs the vectors' methods) behind uvicorn."""
-    cluster = Cluster(redis_server, tmp_path_factory.mktemp("uvicorn-vectors"), database)
-    try:
-        cluster.start_frontend(server="uvicorn")
-        cluster.start_worker()
+    log_dir = tmp_path_factory.mktemp("uvicorn-vectors")
+    with vector_cluster(redis_server, database, log_dir, server="uvicorn") as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-async def connection(
-    uvicorn_spec: Cluster, redis_client: AsyncRedis
-) -> AsyncIterator[SocketConnection]:
-    async with websockets.connect(uvicorn_spec.url("/ws/spec/"), max_size=None) as ws:
-        yield SocketConnection(ws, redis_client, uvicorn_spec)
 
 
 @pytest.mark.parametrize("vector", loader.load(), ids=lambda v: v.id)
 async def test_vector(
-    vector: loader.Vector, connection: SocketConnection, uvicorn_spec: Cluster
+    vector: loader.Vector, uvicorn_spec: Cluster, redis_client: AsyncRedis
 ) -> None:
-    before = await runs_by_pid(connection.redis, uvicorn_spec)
-    await loader.run(vector, connection)
-    ran = await runs_by_pid(connection.redis, uvicorn_spec) - before
-    assert set(ran) == {uvicorn_spec.workers[0].pid}, f"runs by pid {dict(ran)}"
+    await run_live_vector(vector, uvicorn_spec, redis_client)

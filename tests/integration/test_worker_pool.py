@@ -2,7 +2,7 @@
 
 Real daphne, real rpcworker processes and Redis; the methods are tests/project/pool.py's. The
 tests assert on what happens and in which order; how fast pings are is the benchmark's business
-(docs/workers.md has the figures).
+(docs/guides/worker-pools.md has the figures).
 """
 
 from __future__ import annotations
@@ -13,19 +13,22 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from channels_rpc import JsonRpcErrorCode
 from tests.integration.client import RpcSocket
-from tests.integration.harness import Cluster
+from tests.integration.harness import Cluster, Proc
 from tests.integration.support import ClusterFactory, Connect, wait_until
+from tests.procfs import gone, parent_of
 
 pytestmark = pytest.mark.anyio
 
 METHODS = json.dumps({"METHOD_MODULES": ["tests.project.pool"]})
+#: A call that spins for a minute without looking at ctx.cancelled: only a kill ends it early.
+DEAF_SPIN = {"seconds": 60, "deaf": True}
 
 
 def pool_cluster(cluster_factory: ClusterFactory, processes: int, *args: str) -> Cluster:
@@ -35,20 +38,6 @@ def pool_cluster(cluster_factory: ClusterFactory, processes: int, *args: str) ->
     cluster.start_frontend()
     cluster.start_worker(args=["--pool", "processes", "--processes", str(processes), *args])
     return cluster
-
-
-def parent_of(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[1])
-
-
-def gone(pid: int) -> bool:
-    """Ended: no such process, or a zombie (dead, not yet reaped)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
 
 
 async def until_gone(pid: int) -> None:
@@ -71,6 +60,27 @@ async def started(sock: RpcSocket, rpc_id: int) -> int:
 
 def _progress_of(note: dict[str, Any], rpc_id: int) -> bool:
     return bool(note["method"] == "rpc.progress" and note["params"]["id"] == rpc_id)
+
+
+@dataclass(frozen=True)
+class Spinning:
+    """A pool worker whose one child runs ``pool_spin`` for the call ``rpc_id`` on ``sock``."""
+
+    worker: Proc
+    sock: RpcSocket
+    rpc_id: int
+    child: int
+
+
+async def spinning(
+    cluster_factory: ClusterFactory, connect: Connect, params: Any, *worker_args: str
+) -> Spinning:
+    """A front-end and a worker with one child (``worker_args`` added), busy with a call of
+    ``pool_spin`` (``params``) once this returns."""
+    cluster = pool_cluster(cluster_factory, 1, *worker_args)
+    sock = await connect(cluster.url())
+    rpc_id = await sock.request("pool_spin", params)
+    return Spinning(cluster.workers[0], sock, rpc_id, await started(sock, rpc_id))
 
 
 async def cancel(sock: RpcSocket, rpc_id: int) -> dict[str, Any]:
@@ -126,27 +136,21 @@ async def test_a_timed_out_cpu_bound_method_loses_its_child_and_the_pool_serves_
 async def test_a_cancelled_method_sees_ctx_cancelled_and_keeps_its_child(
     cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
-    cluster = pool_cluster(cluster_factory, 1)
-    sock = await connect(cluster.url())
-    rpc_id = await sock.request("pool_spin", [60])
-    child = await started(sock, rpc_id)
-    answer = await cancel(sock, rpc_id)
+    spin = await spinning(cluster_factory, connect, [60])
+    answer = await cancel(spin.sock, spin.rpc_id)
     assert answer["error"]["code"] == JsonRpcErrorCode.REQUEST_CANCELLED
     # The method returned on its own (ctx.cancelled), so its child serves the next call.
-    assert (await sock.call("pool_pid"))["result"] == child
+    assert (await spin.sock.call("pool_pid"))["result"] == spin.child
 
 
 async def test_a_cancelled_method_that_does_not_look_loses_its_child(
     cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
-    cluster = pool_cluster(cluster_factory, 1)
-    sock = await connect(cluster.url())
-    rpc_id = await sock.request("pool_spin", {"seconds": 60, "deaf": True})
-    child = await started(sock, rpc_id)
-    answer = await cancel(sock, rpc_id)
+    spin = await spinning(cluster_factory, connect, DEAF_SPIN)
+    answer = await cancel(spin.sock, spin.rpc_id)
     assert answer["error"]["code"] == JsonRpcErrorCode.REQUEST_CANCELLED
-    await until_gone(child)  # killed once its grace ran out
-    assert (await sock.call("pool_pid"))["result"] != child
+    await until_gone(spin.child)  # killed once its grace ran out
+    assert (await spin.sock.call("pool_pid"))["result"] != spin.child
 
 
 async def test_pings_are_answered_while_cpu_bound_calls_run(
@@ -179,17 +183,13 @@ async def test_pings_are_answered_while_cpu_bound_calls_run(
 async def test_a_stopping_worker_ends_its_busy_children_and_exits_0(
     cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
-    cluster = pool_cluster(cluster_factory, 1, "--grace", "0.2")
-    worker = cluster.workers[0]
-    sock = await connect(cluster.url())
-    rpc_id = await sock.request("pool_spin", {"seconds": 60, "deaf": True})
-    child = await started(sock, rpc_id)
-    zygote = parent_of(child)
-    worker.send_signal(signal.SIGTERM)
-    answer = (await sock.wait_for([rpc_id]))[rpc_id].response
+    spin = await spinning(cluster_factory, connect, DEAF_SPIN, "--grace", "0.2")
+    zygote = parent_of(spin.child)
+    spin.worker.send_signal(signal.SIGTERM)
+    answer = (await spin.sock.wait_for([spin.rpc_id]))[spin.rpc_id].response
     assert answer["error"]["code"] == JsonRpcErrorCode.SERVICE_UNAVAILABLE
-    assert await asyncio.to_thread(worker.popen.wait, 10) == 0
-    await until_gone(child)
+    assert await asyncio.to_thread(spin.worker.popen.wait, 10) == 0
+    await until_gone(spin.child)
     await until_gone(zygote)
 
 
@@ -197,16 +197,12 @@ async def test_a_stopping_worker_ends_its_busy_children_and_exits_0(
 async def test_a_worker_killed_outright_takes_its_children_along(
     cluster_factory: ClusterFactory, connect: Connect
 ) -> None:
-    cluster = pool_cluster(cluster_factory, 1)
-    worker = cluster.workers[0]
-    sock = await connect(cluster.url())
-    rpc_id = await sock.request("pool_spin", {"seconds": 60, "deaf": True})
-    child = await started(sock, rpc_id)
-    zygote = parent_of(child)
-    worker.send_signal(signal.SIGKILL)
-    await asyncio.to_thread(worker.popen.wait, 10)
+    spin = await spinning(cluster_factory, connect, DEAF_SPIN)
+    zygote = parent_of(spin.child)
+    spin.worker.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(spin.worker.popen.wait, 10)
     await until_gone(zygote)
-    await until_gone(child)  # busy as it was: no orphan burns on
+    await until_gone(spin.child)  # busy as it was: no orphan burns on
 
 
 async def test_calls_in_children_finish_when_every_process_gets_sigterm(
@@ -214,14 +210,10 @@ async def test_calls_in_children_finish_when_every_process_gets_sigterm(
 ) -> None:
     # What systemd's stop does (KillMode=control-group): SIGTERM to the worker, its zygote and
     # its children at once. The worker drains; the call it waits for must finish.
-    cluster = pool_cluster(cluster_factory, 1, "--grace", "30")
-    worker = cluster.workers[0]
-    sock = await connect(cluster.url())
-    rpc_id = await sock.request("pool_spin", [1.0])
-    child = await started(sock, rpc_id)
-    for pid in (worker.pid, parent_of(child), child):
+    spin = await spinning(cluster_factory, connect, [1.0], "--grace", "30")
+    for pid in (spin.worker.pid, parent_of(spin.child), spin.child):
         os.kill(pid, signal.SIGTERM)
-    answer = (await sock.wait_for([rpc_id]))[rpc_id].response
-    assert answer["result"] == {"pid": child, "cancelled": False}
-    assert await asyncio.to_thread(worker.popen.wait, 10) == 0
-    await until_gone(child)
+    answer = (await spin.sock.wait_for([spin.rpc_id]))[spin.rpc_id].response
+    assert answer["result"] == {"pid": spin.child, "cancelled": False}
+    assert await asyncio.to_thread(spin.worker.popen.wait, 10) == 0
+    await until_gone(spin.child)

@@ -8,6 +8,7 @@ were defined.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -36,6 +37,7 @@ from channels_rpc.management.commands import rpcworker
 from channels_rpc.processes import ProcessPool
 from channels_rpc.registry import consumer_key, register
 from channels_rpc.threads import ThreadPool
+from tests.procfs import gone
 
 pytestmark = pytest.mark.anyio
 
@@ -145,9 +147,10 @@ class Handle:
         pass
 
 
-@pytest.fixture
-async def pool() -> AsyncIterator[ProcessPool]:
-    pool = ProcessPool(target, 2, grace=0.3)
+@contextlib.asynccontextmanager
+async def started_pool(size: int, **options: Any) -> AsyncIterator[ProcessPool]:
+    """A started pool of ``target``, closed after."""
+    pool = ProcessPool(target, size, **options)
     pool.start()
     try:
         yield pool
@@ -156,13 +159,10 @@ async def pool() -> AsyncIterator[ProcessPool]:
         await asyncio.sleep(0)  # the children's sockets close with the loop's next turn
 
 
-def gone(pid: int) -> bool:
-    """Ended: no such process, or a zombie (dead, not yet reaped)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except FileNotFoundError:
-        return True
-    return state in ("Z", "X")
+@pytest.fixture
+async def pool() -> AsyncIterator[ProcessPool]:
+    async with started_pool(2, grace=0.3) as pool:
+        yield pool
 
 
 async def eventually(condition: Callable[[], bool], what: str) -> None:
@@ -241,15 +241,27 @@ async def running_in(where: Path) -> int:
     return int(pid())
 
 
-async def test_a_method_without_context_is_killed_when_its_caller_stops_waiting(
-    pool: ProcessPool, tmp_path: Path
-) -> None:
-    where = tmp_path / "pid"
-    running = asyncio.ensure_future(pool.run(("write_pid_and_spin", str(where)), "spin"))
-    pid = await running_in(where)
+async def spinning(
+    pool: ProcessPool, where: Path, caller: CallerHandle | None = None
+) -> tuple[asyncio.Future[Any], int]:
+    """A call that never returns by itself (``write_pid_and_spin``), and its child's pid once
+    it runs there."""
+    running = asyncio.ensure_future(pool.run(("write_pid_and_spin", str(where)), "spin", caller))
+    return running, await running_in(where)
+
+
+async def cancel(running: asyncio.Future[Any]) -> None:
+    """Stop waiting for ``running``, as a caller cancelled."""
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+async def test_a_method_without_context_is_killed_when_its_caller_stops_waiting(
+    pool: ProcessPool, tmp_path: Path
+) -> None:
+    running, pid = await spinning(pool, tmp_path / "pid")
+    await cancel(running)
     await eventually(lambda: gone(pid), f"child {pid} killed")
     assert pool.processes == 0
     assert pool.stuck().total() == 0
@@ -260,9 +272,7 @@ async def test_a_method_with_context_sees_cancelled_and_keeps_its_child(pool: Pr
     running = asyncio.ensure_future(pool.run(("spin", 30), "spin", Handle()))
     await eventually(lambda: pool.processes == 1, "a child running")
     child = next(iter(pool._children))
-    running.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await running
+    await cancel(running)
     await eventually(lambda: not pool.stuck(), "the child back from its call")
     assert (await pool.run(("echo", 1), "echo"))["pid"] == child.pid
 
@@ -270,23 +280,12 @@ async def test_a_method_with_context_sees_cancelled_and_keeps_its_child(pool: Pr
 async def test_a_method_with_context_that_ignores_cancelled_is_killed_after_the_grace(
     tmp_path: Path,
 ) -> None:
-    pool = ProcessPool(target, 1, grace=2.0)
-    pool.start()
-    try:
-        where = tmp_path / "pid"
-        running = asyncio.ensure_future(
-            pool.run(("write_pid_and_spin", str(where)), "spin", Handle())
-        )
-        pid = await running_in(where)
-        running.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await running
+    async with started_pool(1, grace=2.0) as pool:
+        running, pid = await spinning(pool, tmp_path / "pid", Handle())
+        await cancel(running)
         assert pool.stuck() == {"spin": 1}  # within its grace
         await eventually(lambda: gone(pid), f"child {pid} killed")
         assert not pool.stuck()
-    finally:
-        pool.close()
-        await asyncio.sleep(0)
 
 
 async def test_pushes_are_made_by_the_parent_and_their_errors_raised_in_the_child(
@@ -299,23 +298,15 @@ async def test_pushes_are_made_by_the_parent_and_their_errors_raised_in_the_chil
 
 async def test_children_do_not_hold_the_workers_sockets() -> None:
     # A socket the worker closes must close: a child holding a copy would keep it open.
-    listener = socket.create_server(("127.0.0.1", 0))
-    pool = ProcessPool(target, 1)
-    pool.start()
-    try:
-        assert await pool.run(("is_socket", listener.fileno()), "is_socket") is False
-    finally:
-        pool.close()
-        listener.close()
-        await asyncio.sleep(0)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        async with started_pool(1) as pool:
+            assert await pool.run(("is_socket", listener.fileno()), "is_socket") is False
 
 
 async def test_close_kills_busy_children_and_ends_the_zygote(
     pool: ProcessPool, tmp_path: Path
 ) -> None:
-    where = tmp_path / "pid"
-    running = asyncio.ensure_future(pool.run(("write_pid_and_spin", str(where)), "spin"))
-    pid = await running_in(where)
+    running, pid = await spinning(pool, tmp_path / "pid")
     pool.close()
     with pytest.raises(JsonRpcError):
         await running
@@ -327,17 +318,12 @@ async def test_close_kills_busy_children_and_ends_the_zygote(
 
 
 async def test_a_pool_without_its_zygote_says_so() -> None:
-    pool = ProcessPool(target, 1)
-    pool.start()
-    try:
+    async with started_pool(1) as pool:
         os.kill(pool._zygote.pid, 9)
         await asyncio.to_thread(os.waitpid, pool._zygote.pid, 0)
         with pytest.raises(JsonRpcError):
             await pool.run(("echo", 1), "echo")
         assert (pool.problem() or "").startswith("cannot fork a process for sync methods")
-    finally:
-        pool.close()
-        await asyncio.sleep(0)
 
 
 # Through the executor, as the worker runs methods (child_calls)
