@@ -7,13 +7,13 @@ exits 2 with a one-line error instead of saying "sent".
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from channels_rpc.config import get_config
+from channels_rpc.management._arguments import json_params
 from channels_rpc.push import notify_group_sync
 from channels_rpc.registry import valid_queue_name
 
@@ -37,7 +37,7 @@ class Command(BaseCommand):  # type: ignore[misc]
                 f"Invalid group name {group!r}: use 1-99 ASCII letters, digits, '-', '_' or '.'.",
                 returncode=CANNOT_SEND,
             )
-        params = _params(options["params"])
+        params = json_params(options["params"], CANNOT_SEND)
         alias = get_config().channel_layer
         layer = get_channel_layer(alias)
         if layer is None:
@@ -55,15 +55,3 @@ class Command(BaseCommand):  # type: ignore[misc]
             )
         notify_group_sync(group, options["method"], params)
         self.stdout.write(f"sent {options['method']} to {group}")
-
-
-def _params(text: str | None) -> Any:
-    if text is None:
-        return None
-    try:
-        params = json.loads(text)
-    except ValueError as exc:
-        raise CommandError(f"params must be JSON: {exc}", returncode=CANNOT_SEND) from None
-    if not isinstance(params, (list, dict)):
-        raise CommandError("params must be a JSON array or object.", returncode=CANNOT_SEND)
-    return params
