@@ -1,5 +1,5 @@
 """OpenTelemetry across the hop, with real processes: the client's trace, the front-end's span,
-the worker's queue wait and run, all one trace (channels_rpc/tracing.py, docs/tracing.md).
+the worker's queue wait and run, all one trace (channels_rpc/tracing.py, docs/guides/tracing.md).
 
 Each process writes its ended spans to a file (tests/project/otel.py): an in-memory exporter
 the test reads across processes.
