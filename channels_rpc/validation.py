@@ -48,6 +48,9 @@ logger = logging.getLogger("channels_rpc")
 
 _UNCHECKED: Final = (inspect.Parameter.empty, Any, object)
 # Results of these types (and containers of them only) are JSON as they are: no adapter runs.
+#: The errors a -32602 answer lists (a list of 50,000 wrong items would make a 5 MB answer);
+#: ``more_errors`` counts the rest.
+MAX_ERRORS: Final = 20
 _PLAIN_RESULTS: Final = (None, type(None), bool, int, float, str, list, dict, tuple)
 
 
@@ -272,7 +275,13 @@ def _check(adapted: Adapted, value: Any, loc: tuple[Any, ...], errors: list[dict
 def _invalid(errors: list[dict[str, Any]]) -> JsonRpcError:
     first = errors[0]
     where = ".".join(str(part) for part in first["loc"])
-    data = {"error": f"{where}: {first['msg']}", "param": first["loc"][0], "errors": errors}
+    data: dict[str, Any] = {
+        "error": f"{where}: {first['msg']}",
+        "param": first["loc"][0],
+        "errors": errors[:MAX_ERRORS],
+    }
+    if len(errors) > MAX_ERRORS:
+        data["more_errors"] = len(errors) - MAX_ERRORS
     return JsonRpcError(None, JsonRpcErrorCode.INVALID_PARAMS, data)
 
 

@@ -279,3 +279,13 @@ def test_unannotated_dataclass_and_model_results_become_json_through_the_default
     assert text == '{"p":{"x":1,"y":2},"u":{"name":"a","born":"2000-01-02"}}'
     with pytest.raises(ValueError, match="Unable to serialize unknown type"):
         dumps(Opaque(), default=either)
+
+
+def test_a_refusal_lists_at_most_twenty_errors_and_counts_the_rest() -> None:
+    def method(numbers: list[int]) -> None: ...
+
+    data = refused(spec_of(method), [["x"] * 50_000])
+    assert len(data["errors"]) == 20
+    assert data["errors"][-1]["loc"] == ["numbers", 19]
+    assert data["more_errors"] == 49_980
+    assert len(dumps(data)) < 4_000
