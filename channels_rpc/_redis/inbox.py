@@ -17,6 +17,8 @@ logger = logging.getLogger("channels_rpc.layers")
 
 #: Replies taken per round trip when many are waiting.
 DRAIN: Final = 100
+#: Seconds :meth:`Inbox.close` gives the reader to end before it cancels it again.
+RECANCEL: Final = 0.05
 
 
 class Inbox:
@@ -42,6 +44,7 @@ class Inbox:
         self.waiting: dict[str, int] = {}
         self.touched: dict[str, float] = {}  # unattended buffers -> last touch, oldest first
         self.reader: asyncio.Task[None] | None = None
+        self.closing = False  # the reader must end: see _stop_if_asked
 
     async def receive(self, channel: str) -> dict[str, Any]:
         if self.reader is None or self.reader.done():
@@ -84,6 +87,7 @@ class Inbox:
                     connection, [self.key], DRAIN, self.layer.brpop_timeout
                 )
             except Exception as exc:
+                self._stop_if_asked(exc)
                 delay = backoff.next()
                 logger.warning("reading %s failed (%s); retrying in %.1f s", self.key, exc, delay)
                 await asyncio.sleep(delay)
@@ -92,6 +96,22 @@ class Inbox:
             for member, score in batch:
                 self._deliver(member, score)
             self._evict_stale()
+            self._stop_if_asked()
+
+    def _stop_if_asked(self, cause: Exception | None = None) -> None:
+        """End the reader if it was cancelled and the pop went on all the same.
+
+        On Python < 3.12 a cancel can be lost inside redis-py: it sends each command through
+        ``asyncio.wait_for`` (the layer always sets a socket timeout), which returns the
+        command's result instead of raising when the command completes in the same turn of the
+        loop as the cancel (CPython gh-86296, fixed in 3.12). The pop then goes on, and so would
+        the reader, for ever: ``flush()`` and ``asyncio.run``'s shutdown wait for it. Python
+        3.11 still counts the cancel (``Task.cancelling()``); on 3.10 only :meth:`close` knows.
+        """
+        task = asyncio.current_task()
+        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+        if self.closing or (cancelling is not None and cancelling()):
+            raise asyncio.CancelledError from cause
 
     def _deliver(self, member: bytes, score: float) -> None:
         # Scores are on the layer's clock (Redis' time), wherever the sender ran.
@@ -117,4 +137,15 @@ class Inbox:
             del self.touched[channel]
 
     async def close(self) -> None:
-        await cancel_and_wait(self.reader)
+        """Stop the reader, cancelling it again while it runs on (see :meth:`_stop_if_asked`):
+        a cancel lost in the middle of a blocking pop would leave it there until the pop's
+        timeout, a second one ends it."""
+        reader = self.reader
+        self.closing = True
+        try:
+            while reader is not None and not reader.done():
+                reader.cancel()
+                await asyncio.wait({reader}, timeout=RECANCEL)
+            await cancel_and_wait(reader)  # (done: collects its end)
+        finally:
+            self.closing = False  # a later receive() starts a new reader
