@@ -86,6 +86,7 @@ class MethodTypes:
     def __init__(self, method: str, func: Callable[..., Any], signature: inspect.Signature) -> None:
         self._method, self._func, self._signature = method, func, signature
         self._resolved = False
+        self._deferred = False  # the annotations named something not defined yet, once
         # Until the annotations resolve (_resolve), every param is unchecked.
         self.params = {
             name: Adapted(name, p.annotation, None) for name, p in signature.parameters.items()
@@ -109,9 +110,18 @@ class MethodTypes:
             return
         try:
             hints = typing.get_type_hints(inspect.unwrap(self._func), include_extras=True)
-        except NameError:  # a name defined further down the module: try again on first use
-            return
-        except Exception:  # a TYPE_CHECKING import never resolves: the params stay unchecked
+        except NameError as exc:
+            if not self._deferred:  # a name defined further down the module: on first use
+                self._deferred = True
+                return
+            # Still unknown once the module is imported: a TYPE_CHECKING import, or a typo.
+            logger.warning(
+                "RPC method %r: its params are left unchecked and undescribed: %s",
+                self._method,
+                exc,
+            )
+            hints = {}
+        except Exception:  # an annotation that fails to evaluate: the params stay unchecked
             hints = {}
         self._resolved = True
         for index, parameter in enumerate(self._signature.parameters.values()):

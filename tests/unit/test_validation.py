@@ -289,3 +289,18 @@ def test_a_refusal_lists_at_most_twenty_errors_and_counts_the_rest() -> None:
     assert data["errors"][-1]["loc"] == ["numbers", 19]
     assert data["more_errors"] == 49_980
     assert len(dumps(data)) < 4_000
+
+
+def test_a_name_that_never_resolves_is_said_once_and_left_unchecked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def method(thing: Missing, n: int) -> None:  # type: ignore[name-defined]  # noqa: F821
+        ...
+
+    spec = spec_of(method)
+    with caplog.at_level(logging.WARNING, logger="channels_rpc"):
+        assert spec.bind([{"any": "thing"}, "1"]) == (({"any": "thing"}, "1"), {})
+        assert spec.bind([1, 2]) == ((1, 2), {})
+    assert caplog.text.count("left unchecked and undescribed: name 'Missing'") == 1
+    assert spec.types is not None
+    assert not spec.types.checks  # no resolving again on every call
