@@ -294,6 +294,12 @@ def scenarios(quick: bool) -> list[Scenario]:
                  load(1, 1, 3000, 800, method="ping"), "p50_ms"),
         Scenario("b", "ping, 50 x 10", everyone,
                  load(50, 10, 30000, 8000, method="ping"), RATE),
+        # add(a: float, b: float): its params validated on both sides of the hop (typed params),
+        # ping's none; compared with 1.0.1's (no validation), it prices the validation.
+        Scenario("h1", "add(1, 2), 1 connection", ("rpc", "v1"),
+                 load(1, 1, 3000, 800, method="add", params=[1, 2]), "p50_ms"),
+        Scenario("h2", "add(1, 2), 50 x 10", ("rpc", "v1"),
+                 load(50, 10, 30000, 8000, method="add", params=[1, 2]), RATE),
         Scenario("c1", "sleep(10 ms), 1 x 10", libraries, load(1, 10, 2000, 500, **sleep), RATE),
         Scenario("c2", "sleep(10 ms), 20 x 10", libraries,
                  load(20, 10, 10000, 3000, **sleep), RATE),
@@ -426,6 +432,7 @@ def table(results: dict[str, Any], repeats: int) -> str:
         _row("(b) ping calls/s, 50 x 10", rate(thr[0]), rate(thr[1]), rate(thr[2]),
              f"{thr[0] / thr[1]:.2f}x", ">= 1.0x (floor 0.5x)"),
     ]  # fmt: skip
+    rows.extend(_typed_rows(m, lat, thr))
     on = (m("a", SESSIONS, "p50_ms"), m("b", SESSIONS))
     rows.append(_row("(a) ... sessions on", ms(on[0]), "-", "-",
                      f"{on[0] / lat[0]:.2f}x of off", "<= 1.1x"))  # fmt: skip
@@ -487,6 +494,23 @@ def table(results: dict[str, Any], repeats: int) -> str:
     speed = f"{run['calls_per_s']:,.0f} calls/s"
     rows.append(_row(label, outcome, "", "", speed, "0 lost, 0 duplicated"))
     return "\n".join(rows) + f"\n\nmedians of {repeats} runs; {results['machine']}"
+
+
+def _typed_rows(
+    m: Callable[..., float], ping_p50: list[float], ping_rate: list[float]
+) -> list[str]:
+    """add(1, 2) against ping, ours against 1.0.1's: what validating two floats costs a call."""
+    p50 = (m("h1", "rpc", "p50_ms"), m("h1", "v1", "p50_ms"))
+    rate = (m("h2", "rpc"), m("h2", "v1"))
+    # Each ratio is this package's add/ping over 1.0.1's (which validates nothing).
+    latency = (p50[0] / ping_p50[0]) / (p50[1] / ping_p50[1])
+    speed = (rate[0] / ping_rate[0]) / (rate[1] / ping_rate[1])
+    return [
+        _row("(h) add(1, 2) p50, typed params", f"{p50[0]:.2f} ms", f"{p50[1]:.2f} ms", "-",
+             f"{p50[0] / p50[1]:.2f}x; vs ping {latency:.3f}x", "vs ping <= 1.05x"),
+        _row("(h) add(1, 2) calls/s, 50 x 10", f"{rate[0]:,.0f}", f"{rate[1]:,.0f}", "-",
+             f"{rate[0] / rate[1]:.2f}x; vs ping {speed:.3f}x", "vs ping >= 0.95x"),
+    ]  # fmt: skip
 
 
 def peers_table(results: dict[str, Any]) -> str:
