@@ -29,6 +29,11 @@ async def echo(value):
 
 
 @BenchConsumer.rpc_method()
+async def add(a: float, b: float) -> float:  # annotated as this package's: 1.0.1 checks nothing
+    return a + b
+
+
+@BenchConsumer.rpc_method()
 async def sleep(ms):
     await asyncio.sleep(ms / 1000)
     return ms
