@@ -30,6 +30,11 @@ async def add(a: float, b: float) -> float:
 
 
 @BenchConsumer.rpc_method()
+async def add_untyped(a, b):  # type: ignore[no-untyped-def]  # add without its validation
+    return a + b
+
+
+@BenchConsumer.rpc_method()
 async def sleep(ms: float) -> float:
     await asyncio.sleep(ms / 1000)
     return ms
