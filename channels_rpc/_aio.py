@@ -9,7 +9,13 @@ import asyncio
 from collections.abc import Awaitable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-__all__ = ["Backoff", "TaskSet", "cancel_and_wait", "first_completed"]
+__all__ = [
+    "Backoff",
+    "TaskSet",
+    "cancel_and_wait",
+    "cancel_requested",
+    "first_completed",
+]
 
 T = TypeVar("T")
 
@@ -66,6 +72,20 @@ class TaskSet:
     async def cancel_all(self) -> None:
         """Cancel every task, and wait until all have ended."""
         await cancel_and_wait(*self._tasks)
+
+
+def cancel_requested() -> bool:
+    """Whether the running task was cancelled and runs on all the same, the cancel lost.
+
+    On Python < 3.12 a cancel can be lost inside redis-py: it sends each command through
+    ``asyncio.wait_for``, which returns the command's result instead of raising when the
+    command completes in the same turn of the loop as the cancel (CPython gh-86296, fixed in
+    3.12). A loop that must end when cancelled asks after each command; Python 3.11 still
+    counts the cancel (``Task.cancelling()``), 3.10 does not (False).
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)  # Python 3.11+
+    return cancelling is not None and cancelling() > 0
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:

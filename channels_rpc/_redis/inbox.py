@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from channels_redis.core import BoundedQueue
 
-from channels_rpc._aio import Backoff, cancel_and_wait
+from channels_rpc._aio import Backoff, cancel_and_wait, cancel_requested
 
 __all__ = ["Inbox"]
 
@@ -101,16 +101,11 @@ class Inbox:
     def _stop_if_asked(self, cause: Exception | None = None) -> None:
         """End the reader if it was cancelled and the pop went on all the same.
 
-        On Python < 3.12 a cancel can be lost inside redis-py: it sends each command through
-        ``asyncio.wait_for`` (the layer always sets a socket timeout), which returns the
-        command's result instead of raising when the command completes in the same turn of the
-        loop as the cancel (CPython gh-86296, fixed in 3.12). The pop then goes on, and so would
-        the reader, for ever: ``flush()`` and ``asyncio.run``'s shutdown wait for it. Python
-        3.11 still counts the cancel (``Task.cancelling()``); on 3.10 only :meth:`close` knows.
+        A cancel lost inside redis-py (:func:`~channels_rpc._aio.cancel_requested`) would let
+        the reader run on for ever: ``flush()`` and ``asyncio.run``'s shutdown wait for it. On
+        Python 3.10, where the task does not count cancels, only :meth:`close` knows.
         """
-        task = asyncio.current_task()
-        cancelling = getattr(task, "cancelling", None)  # Python 3.11+
-        if self.closing or (cancelling is not None and cancelling()):
+        if self.closing or cancel_requested():
             raise asyncio.CancelledError from cause
 
     def _deliver(self, member: bytes, score: float) -> None:

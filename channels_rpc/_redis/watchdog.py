@@ -24,7 +24,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from channels_rpc._aio import cancel_and_wait
+from channels_rpc._aio import cancel_and_wait, cancel_requested
 from channels_rpc._redis.scripts import Script
 from channels_rpc._redis.sentinel import sentinel_endpoint
 
@@ -138,6 +138,8 @@ class Watchdog:
                 await self.check()
             except Exception as exc:  # Redis down: reconnecting is the connections' business
                 logger.debug("watchdog check failed: %r", exc)
+            if cancel_requested():  # a cancel redis-py lost: stop() waits for this task
+                raise asyncio.CancelledError
 
     async def check(self) -> list[str]:
         """One check of every host; what was found lost (also logged and acted upon)."""

@@ -119,3 +119,28 @@ async def test_a_cancel_lost_in_the_pop_ends_the_reader_once_the_pop_returns(
             await layer.send(await layer.new_channel(), {"type": "wake"})
             await ends(asyncio.wait({reader}), f"a reader cancelled {count} turns after a delivery")
             assert reader.cancelled()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is new in 3.11")
+async def test_the_watchdog_stops_when_its_check_loses_the_cancel(
+    layer: RedisChannelLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The watchdog's check is Redis commands, each through the same asyncio.wait_for: a check
+    # that loses the cancel, as redis-py's may, returns and the loop would go round for ever
+    # (close_pools() and flush() wait for it).
+    watchdog = layer._watchdog
+    checking = asyncio.Event()
+
+    async def check_losing_the_cancel() -> list[str]:
+        checking.set()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            return []  # what wait_for does when the command completes in the cancel's turn
+        return []
+
+    monkeypatch.setattr(watchdog, "check", check_losing_the_cancel)
+    monkeypatch.setattr(watchdog, "interval", 0)
+    watchdog.start()
+    await asyncio.wait_for(checking.wait(), PROMPT)
+    await ends(watchdog.stop(), "the watchdog's stop()")
