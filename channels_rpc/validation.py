@@ -97,12 +97,13 @@ class MethodTypes:
         self._by_name: dict[str, Adapted] = {}
         self._star: tuple[int, Adapted] | None = None
         self._star_star: Adapted | None = None
+        self._any_checked = False  # some param has an adapter (set once resolved)
         self._resolve()
 
     @property
     def checks(self) -> bool:
         """Whether a call's params may need checking (False: none is annotated)."""
-        return not self._resolved or bool(self._by_index or self._by_name or self._star)
+        return not self._resolved or self._any_checked
 
     def _resolve(self) -> None:
         """Build the adapters, once the annotations resolve."""
@@ -131,6 +132,7 @@ class MethodTypes:
             self.params[parameter.name] = adapted
             if adapted.adapter is not None:
                 self._place(index, parameter.kind, adapted)
+                self._any_checked = True
         returns = hints.get("return", inspect.Parameter.empty)
         self.result = Adapted("result", returns, self._adapter("return", returns))
         self._plain_result = _plain(returns)
@@ -175,7 +177,7 @@ class MethodTypes:
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The bound params validated and converted, or -32602 naming each one that is not."""
         self._resolve()
-        errors: list[dict[str, Any]] = []
+        errors = _Errors()
         converted = list(args)
         for index, adapted in self._by_index:
             if index < len(converted):
@@ -189,8 +191,8 @@ class MethodTypes:
             named = self._by_name.get(key, self._star_star)
             if named is not None:
                 kwargs[key] = _check(named, value, (key,), errors)
-        if errors:
-            raise _invalid(errors)
+        if errors.count:
+            raise errors.refusal()
         return tuple(converted), kwargs
 
     def dump(self, result: Any) -> Any:
@@ -269,30 +271,47 @@ class _Published(GenerateJsonSchema):
         return super().field_is_required(field, total)
 
 
-def _check(adapted: Adapted, value: Any, loc: tuple[Any, ...], errors: list[dict[str, Any]]) -> Any:
+def _check(adapted: Adapted, value: Any, loc: tuple[Any, ...], errors: _Errors) -> Any:
     if type(value) in adapted.exact:
         return value
     assert adapted.adapter is not None
     try:
         return adapted.adapter.validate_python(value)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_context=False, include_input=False):
-            where = [*loc, *error["loc"]]
-            errors.append({"loc": where, "msg": error["msg"], "type": error["type"]})
+        errors.add(exc, loc)
         return value
 
 
-def _invalid(errors: list[dict[str, Any]]) -> JsonRpcError:
-    first = errors[0]
-    where = ".".join(str(part) for part in first["loc"])
-    data: dict[str, Any] = {
-        "error": f"{where}: {first['msg']}",
-        "param": first["loc"][0],
-        "errors": errors[:MAX_ERRORS],
-    }
-    if len(errors) > MAX_ERRORS:
-        data["more_errors"] = len(errors) - MAX_ERRORS
-    return JsonRpcError(None, JsonRpcErrorCode.INVALID_PARAMS, data)
+class _Errors:
+    """The errors of one call's params: the first :data:`MAX_ERRORS`, and how many in all."""
+
+    __slots__ = ("count", "kept")
+
+    def __init__(self) -> None:
+        self.kept: list[dict[str, Any]] = []
+        self.count = 0
+
+    def add(self, exc: ValidationError, loc: tuple[Any, ...]) -> None:
+        self.count += exc.error_count()
+        room = MAX_ERRORS - len(self.kept)
+        if room <= 0:  # (errors() turns every error into a dict: 25 ms for 18,000)
+            return
+        found = exc.errors(include_url=False, include_context=False, include_input=False)
+        for error in found[:room]:
+            where = [*loc, *error["loc"]]
+            self.kept.append({"loc": where, "msg": error["msg"], "type": error["type"]})
+
+    def refusal(self) -> JsonRpcError:
+        first = self.kept[0]
+        where = ".".join(str(part) for part in first["loc"])
+        data: dict[str, Any] = {
+            "error": f"{where}: {first['msg']}",
+            "param": first["loc"][0],
+            "errors": self.kept,
+        }
+        if self.count > len(self.kept):
+            data["more_errors"] = self.count - len(self.kept)
+        return JsonRpcError(None, JsonRpcErrorCode.INVALID_PARAMS, data)
 
 
 def _ints_for_floats(annotation: Any) -> Any:

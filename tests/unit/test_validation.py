@@ -127,6 +127,14 @@ def test_params_by_name_and_keyword_only_and_variadic_ones_are_converted() -> No
     )
 
 
+def test_a_method_whose_only_annotated_param_is_its_var_keyword_one_is_checked() -> None:
+    def method(**options: int) -> None: ...
+
+    spec = spec_of(method)
+    assert spec.bind({"a": "1"}) == ((), {"a": 1})
+    assert refused(spec, {"a": "one"})["errors"][0]["loc"] == ["a"]
+
+
 def test_an_int_given_for_a_float_stays_an_int_and_the_float_s_checks_still_hold() -> None:
     def method(
         a: float, many: list[float], positive: Annotated[float, Field(gt=0)], strict: StrictFloat
