@@ -102,8 +102,10 @@ class MethodSpec:
             object.__setattr__(self, "arity", (required, len(parameters)))
 
     def bind(self, params: list[Any] | dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        """Match ``params`` to the signature and its annotations, or raise -32602 saying what
-        does not fit; the values come back converted to the annotated types."""
+        """Match ``params`` to the signature and its annotations, or raise -32602 saying why.
+
+        The values come back converted to the annotated types (channels_rpc.validation).
+        """
         args, kwargs = self._bind(params)
         types = self.types
         if types is not None and types.checks:
